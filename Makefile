@@ -1,0 +1,64 @@
+# Every target bootstraps .venv first: Python 3.13 (the Lambda runtime) and the locked dependencies (uv.lock).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PORT ?= 3000
+export UV_PYTHON_DOWNLOADS := never
+export SAM_CLI_TELEMETRY := 0
+export PYTHONPATH := $(CURDIR)/layers/engine:$(CURDIR)
+
+# Python 3.13 from pyenv where the machine has it (the bare python3.13 shim may fail), else from PATH.
+PY313 := $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 2>/dev/null)
+PYTHON_FOR_UV := $(or $(PY313),$(shell command -v python3))
+# uv itself: the one on PATH, else a private copy installed once with pip.
+UV := $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
+VENV_PY := .venv/bin/python
+
+.PHONY: help bootstrap serve test unit e2e lint template-check bench build deploy format layer-requirements clean
+
+help:
+	@echo "make serve   start the local stack on http://127.0.0.1:$(PORT)/v1"
+	@echo "make test    lint, type checks, template checks and the whole test suite"
+	@echo "make bench   local stack vs the bare scripted upstream, side by side"
+	@echo "make lint    ruff + mypy;  make build / deploy   sam build / sam deploy --guided"
+
+.cache/uv/bin/uv:
+	@test -n "$(PYTHON_FOR_UV)" || { echo "no python found to bootstrap uv"; exit 1; }
+	$(PYTHON_FOR_UV) -m venv .cache/uv && .cache/uv/bin/pip install -q "uv==0.13.9"
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen $(if $(PY313),--python $(PY313))
+	@touch $@
+
+bootstrap: .venv/.synced
+
+serve: bootstrap
+	PORT=$(PORT) $(VENV_PY) -m local.serve
+
+lint: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+template-check: bootstrap
+	$(VENV_PY) -m local.template_check
+
+test: lint template-check
+	.venv/bin/pytest
+
+bench: bootstrap
+	$(VENV_PY) -m local.bench
+
+build: bootstrap
+	PATH="$(dir $(PY313)):$$PATH" .venv/bin/sam build
+
+deploy: build
+	.venv/bin/sam deploy --guided
+
+format: bootstrap
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+layer-requirements: bootstrap
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project -o layers/engine/requirements.txt
+
+clean:
+	rm -rf .venv .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache

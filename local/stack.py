@@ -1,0 +1,61 @@
+"""Start the local stack (``python -m local.serve``) in a child process, for tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_stack(
+    *, upstream_base_url: str | None = None, port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run ``make serve``'s code path in a child process; yield its base URL (``http://127.0.0.1:P/v1``)."""
+    port = port or free_port()
+    child_env = {**os.environ, "PORT": str(port), "PYTHONPATH": f"{ROOT / 'layers' / 'engine'}{os.pathsep}{ROOT}"}
+    child_env.pop("UPSTREAM_BASE_URL", None)
+    child_env.pop("UPSTREAM_API_KEY", None)
+    if upstream_base_url:
+        child_env["UPSTREAM_BASE_URL"] = upstream_base_url
+        child_env["UPSTREAM_API_KEY"] = "sk-scripted"
+    child_env.update(env or {})
+    proc = subprocess.Popen([sys.executable, "-m", "local.serve"], cwd=ROOT, env=child_env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"local stack exited with {proc.returncode}")
+            try:
+                if httpx.get(f"{base}/_local/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("local stack did not become ready within 60 s")
+            time.sleep(0.1)
+        yield f"{base}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
