@@ -1,0 +1,122 @@
+"""Input → conversation: normalize request input into stored items, and items into Chat Completions messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InvalidRequestError
+from .ids import new_id
+from .models.items import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    InputItem,
+    ItemReference,
+    Message,
+    ReasoningItem,
+)
+
+__all__ = ["normalize_input", "to_chat_messages"]
+
+_ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+
+
+def _message_item(item: Message) -> dict[str, Any]:
+    content: list[dict[str, Any]]
+    if isinstance(item.content, str):
+        part_type = "output_text" if item.role == "assistant" else "input_text"
+        content = [{"type": part_type, "text": item.content}]
+        if part_type == "output_text":
+            content[0].update(annotations=[], logprobs=[])
+    else:
+        content = [part.model_dump() for part in item.content]
+    out: dict[str, Any] = {
+        "id": item.id or new_id("msg"),
+        "type": "message",
+        "role": item.role,
+        "content": content,
+        "status": item.status or "completed",
+    }
+    if item.phase is not None:
+        out["phase"] = item.phase
+    return out
+
+
+def normalize_input(raw: str | list[InputItem] | None) -> list[dict[str, Any]]:
+    """The request's input as stored items: every item gets an ``id`` (``input_items`` pages by id) and a
+    ``status``; a string becomes one user message."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [_message_item(Message(role="user", content=raw))]
+    items: list[dict[str, Any]] = []
+    for index, item in enumerate(raw):
+        if isinstance(item, Message):
+            items.append(_message_item(item))
+        elif isinstance(item, ItemReference):
+            raise InvalidRequestError(
+                "Item references are not supported by this server yet; send the item itself.",
+                param=f"input[{index}]",
+                code="unsupported_value",
+            )
+        else:
+            data = item.model_dump()
+            data["id"] = data.get("id") or new_id(_ID_PREFIX[item.type])
+            if isinstance(item, FunctionCallItem | FunctionCallOutputItem | ReasoningItem):
+                data["status"] = data.get("status") or "completed"
+            items.append(data)
+    return items
+
+
+def _text_parts(content: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Chat content: a plain string when all parts are text (every upstream accepts that), else parts."""
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "refusal":
+            parts.append({"type": "text", "text": part.get("refusal", "")})
+        elif kind == "input_image" and part.get("image_url"):
+            parts.append({"type": "image_url", "image_url": {"url": part["image_url"], "detail": part.get("detail")}})
+        elif kind == "input_file":
+            parts.append({"type": "file", "file": {k: part[k] for k in ("file_data", "file_id", "filename") if k in part}})
+    if all(p["type"] == "text" for p in parts):
+        return "".join(p["text"] for p in parts)
+    return parts
+
+
+def _output_text(output: Any) -> str | list[dict[str, Any]]:
+    return output if isinstance(output, str) else _text_parts(output)
+
+
+def to_chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored/request items → Chat Completions ``messages``.
+
+    ``developer`` becomes ``system`` (several upstreams reject the developer role), consecutive function calls
+    join one assistant message with ``tool_calls``, and reasoning items stay server-side.
+    """
+    messages: list[dict[str, Any]] = []
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
+    for item in items:
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = "system" if item["role"] == "developer" else item["role"]
+            content = _text_parts(item.get("content") or [])
+            messages.append({"role": role, "content": content})
+        elif kind == "function_call":
+            call = {
+                "id": item["call_id"],
+                "type": "function",
+                "function": {"name": item["name"], "arguments": item.get("arguments") or ""},
+            }
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+                if last.get("content") == "":
+                    last["content"] = None
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": _output_text(item["output"])})
+    return messages

@@ -1,0 +1,57 @@
+"""HTTP edges shared by the handlers: the Powertools resolver with OpenAI-shaped errors, and tenant lookup.
+
+Every error leaves through ``APIError.to_envelope()`` here (buffered routes) or in ``engine.asgi``
+(the streaming app), so a client only ever sees ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic_core import to_json
+
+from .errors import APIError, error_envelope, from_validation_errors
+from .observability import logger
+from .tenancy import tenant_from_authorizer
+
+__all__ = ["json_response", "make_rest_resolver", "tenant_from_authorizer"]
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=to_json(body).decode(), headers=headers
+    )
+
+
+def make_rest_resolver() -> APIGatewayRestResolver:
+    """An ``APIGatewayRestResolver`` with request validation whose every error is OpenAI-shaped."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(APIError)
+    def _api_error(exc: APIError) -> Response[str]:
+        return json_response(exc.status_code, exc.to_envelope())
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(exc: RequestValidationError) -> Response[str]:
+        err = from_validation_errors(list(exc.errors()))
+        return json_response(err.status_code, err.to_envelope())
+
+    @app.exception_handler(RouteNotFoundError)
+    def _no_route(exc: RouteNotFoundError) -> Response[str]:
+        path = app.current_event.path
+        return json_response(404, error_envelope(f"Invalid URL ({app.current_event.http_method} {path})", "invalid_request_error"))
+
+    @app.exception_handler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response[str]:
+        return json_response(exc.status_code, error_envelope(exc.msg, "invalid_request_error"))
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return json_response(500, error_envelope("The server had an error processing your request.", "server_error"))
+
+    return app

@@ -1,0 +1,164 @@
+"""Stream events (``ResponseStreamEvent`` in the SDK). ``sequence_number`` is set by ``engine.streaming``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from .response import Response
+
+__all__ = [
+    "ResponseCompletedEvent",
+    "ResponseContentPartAddedEvent",
+    "ResponseContentPartDoneEvent",
+    "ResponseCreatedEvent",
+    "ResponseErrorEvent",
+    "ResponseFailedEvent",
+    "ResponseFunctionCallArgumentsDeltaEvent",
+    "ResponseFunctionCallArgumentsDoneEvent",
+    "ResponseInProgressEvent",
+    "ResponseIncompleteEvent",
+    "ResponseOutputItemAddedEvent",
+    "ResponseOutputItemDoneEvent",
+    "ResponseReasoningTextDeltaEvent",
+    "ResponseReasoningTextDoneEvent",
+    "ResponseStreamEvent",
+    "ResponseTextDeltaEvent",
+    "ResponseTextDoneEvent",
+]
+
+
+class _Event(BaseModel):
+    sequence_number: int = 0
+
+
+class ResponseCreatedEvent(_Event):
+    type: Literal["response.created"] = "response.created"
+    response: Response
+
+
+class ResponseInProgressEvent(_Event):
+    type: Literal["response.in_progress"] = "response.in_progress"
+    response: Response
+
+
+class ResponseCompletedEvent(_Event):
+    type: Literal["response.completed"] = "response.completed"
+    response: Response
+
+
+class ResponseIncompleteEvent(_Event):
+    type: Literal["response.incomplete"] = "response.incomplete"
+    response: Response
+
+
+class ResponseFailedEvent(_Event):
+    type: Literal["response.failed"] = "response.failed"
+    response: Response
+
+
+class ResponseOutputItemAddedEvent(_Event):
+    type: Literal["response.output_item.added"] = "response.output_item.added"
+    output_index: int
+    item: dict[str, Any]
+
+
+class ResponseOutputItemDoneEvent(_Event):
+    type: Literal["response.output_item.done"] = "response.output_item.done"
+    output_index: int
+    item: dict[str, Any]
+
+
+class ResponseContentPartAddedEvent(_Event):
+    type: Literal["response.content_part.added"] = "response.content_part.added"
+    item_id: str
+    output_index: int
+    content_index: int
+    part: dict[str, Any]
+
+
+class ResponseContentPartDoneEvent(_Event):
+    type: Literal["response.content_part.done"] = "response.content_part.done"
+    item_id: str
+    output_index: int
+    content_index: int
+    part: dict[str, Any]
+
+
+class ResponseTextDeltaEvent(_Event):
+    type: Literal["response.output_text.delta"] = "response.output_text.delta"
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+    logprobs: list[dict[str, Any]] = []
+
+
+class ResponseTextDoneEvent(_Event):
+    type: Literal["response.output_text.done"] = "response.output_text.done"
+    item_id: str
+    output_index: int
+    content_index: int
+    text: str
+    logprobs: list[dict[str, Any]] = []
+
+
+class ResponseReasoningTextDeltaEvent(_Event):
+    type: Literal["response.reasoning_text.delta"] = "response.reasoning_text.delta"
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+
+
+class ResponseReasoningTextDoneEvent(_Event):
+    type: Literal["response.reasoning_text.done"] = "response.reasoning_text.done"
+    item_id: str
+    output_index: int
+    content_index: int
+    text: str
+
+
+class ResponseFunctionCallArgumentsDeltaEvent(_Event):
+    type: Literal["response.function_call_arguments.delta"] = "response.function_call_arguments.delta"
+    item_id: str
+    output_index: int
+    delta: str
+
+
+class ResponseFunctionCallArgumentsDoneEvent(_Event):
+    type: Literal["response.function_call_arguments.done"] = "response.function_call_arguments.done"
+    item_id: str
+    output_index: int
+    arguments: str
+    name: str
+
+
+class ResponseErrorEvent(_Event):
+    """Flat fields as the spec says; the terminal ``response.failed`` follows it."""
+
+    type: Literal["error"] = "error"
+    code: str | None
+    message: str
+    param: str | None = None
+
+
+ResponseStreamEvent = (
+    ResponseCreatedEvent
+    | ResponseInProgressEvent
+    | ResponseCompletedEvent
+    | ResponseIncompleteEvent
+    | ResponseFailedEvent
+    | ResponseOutputItemAddedEvent
+    | ResponseOutputItemDoneEvent
+    | ResponseContentPartAddedEvent
+    | ResponseContentPartDoneEvent
+    | ResponseTextDeltaEvent
+    | ResponseTextDoneEvent
+    | ResponseReasoningTextDeltaEvent
+    | ResponseReasoningTextDoneEvent
+    | ResponseFunctionCallArgumentsDeltaEvent
+    | ResponseFunctionCallArgumentsDoneEvent
+    | ResponseErrorEvent
+)

@@ -1,0 +1,194 @@
+"""Conversation items: the input item union a request accepts and the output items a response holds.
+
+Input models are lenient where real clients are (``type`` omitted on messages, ``id``/``status`` present or
+not, ``output_text`` without ``annotations``); output models always carry the fields the spec requires.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_serializer
+
+__all__ = [
+    "FunctionCallOutputItem",
+    "InputContent",
+    "InputFile",
+    "InputImage",
+    "InputItem",
+    "InputText",
+    "ItemReference",
+    "Message",
+    "OutputContent",
+    "ReasoningItem",
+    "ReasoningText",
+    "ResponseFunctionToolCall",
+    "ResponseOutputItem",
+    "ResponseOutputMessage",
+    "ResponseOutputRefusal",
+    "ResponseOutputText",
+    "ResponseReasoningItem",
+    "SummaryText",
+]
+
+
+class _Model(BaseModel):
+    """Strict on types, ignores fields newer than ours, and omits ``None`` optionals when dumped."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    @model_serializer(mode="wrap")
+    def _drop_none(self, handler: Any) -> Any:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k in self._keep_null}
+
+    _keep_null: ClassVar[frozenset[str]] = frozenset()
+
+
+# --- content parts -----------------------------------------------------------------------------------------
+
+
+class InputText(_Model):
+    type: Literal["input_text"] = "input_text"
+    text: str
+
+
+class InputImage(_Model):
+    type: Literal["input_image"] = "input_image"
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: Literal["low", "high", "auto", "original"] = "auto"
+
+
+class InputFile(_Model):
+    type: Literal["input_file"] = "input_file"
+    file_id: str | None = None
+    file_data: str | None = None
+    file_url: str | None = None
+    filename: str | None = None
+
+
+class ResponseOutputText(_Model):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[dict[str, Any]] = Field(default_factory=list)
+    logprobs: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ResponseOutputRefusal(_Model):
+    type: Literal["refusal"] = "refusal"
+    refusal: str
+
+
+InputContent = Annotated[
+    InputText | InputImage | InputFile | ResponseOutputText | ResponseOutputRefusal, Field(discriminator="type")
+]
+OutputContent = Annotated[ResponseOutputText | ResponseOutputRefusal, Field(discriminator="type")]
+
+
+class SummaryText(_Model):
+    type: Literal["summary_text"] = "summary_text"
+    text: str
+
+
+class ReasoningText(_Model):
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
+
+
+# --- input items -------------------------------------------------------------------------------------------
+
+
+class Message(_Model):
+    """``EasyInputMessage`` and ``message`` in one: ``type`` may be omitted, ``content`` may be a string."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[InputContent]
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+    phase: Literal["commentary", "final_answer"] | None = None
+
+
+class FunctionCallItem(_Model):
+    type: Literal["function_call"] = "function_call"
+    call_id: str
+    name: str
+    arguments: str
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class FunctionCallOutputItem(_Model):
+    type: Literal["function_call_output"] = "function_call_output"
+    call_id: str
+    output: str | list[InputContent]
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class ReasoningItem(_Model):
+    type: Literal["reasoning"] = "reasoning"
+    id: str | None = None
+    summary: list[SummaryText] = Field(default_factory=list)
+    content: list[ReasoningText] | None = None
+    encrypted_content: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class ItemReference(_Model):
+    type: Literal["item_reference"] = "item_reference"
+    id: str
+
+
+def _item_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type") or "message")
+    return str(getattr(value, "type", "message"))
+
+
+InputItem = Annotated[
+    Annotated[Message, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[ReasoningItem, Tag("reasoning")]
+    | Annotated[ItemReference, Tag("item_reference")],
+    Discriminator(_item_tag),
+]
+
+
+# --- output items ------------------------------------------------------------------------------------------
+
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+
+
+class ResponseOutputMessage(_Model):
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    status: ItemStatus = "in_progress"
+    content: list[OutputContent] = Field(default_factory=list)
+    phase: Literal["commentary", "final_answer"] | None = None
+
+
+class ResponseFunctionToolCall(_Model):
+    id: str
+    type: Literal["function_call"] = "function_call"
+    call_id: str
+    name: str
+    arguments: str = ""
+    status: ItemStatus = "in_progress"
+
+
+class ResponseReasoningItem(_Model):
+    id: str
+    type: Literal["reasoning"] = "reasoning"
+    summary: list[SummaryText] = Field(default_factory=list)
+    content: list[ReasoningText] | None = None
+    encrypted_content: str | None = None
+    status: ItemStatus = "in_progress"
+
+
+ResponseOutputItem = Annotated[
+    ResponseOutputMessage | ResponseFunctionToolCall | ResponseReasoningItem, Field(discriminator="type")
+]

@@ -1,0 +1,105 @@
+"""``POST /v1/responses`` request body (``ResponseCreateParams`` in the SDK), validated before anything runs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
+
+from .items import InputItem
+
+__all__ = ["Reasoning", "ResponseCreateParams", "ResponseTextConfig", "StreamOptions", "TextFormat"]
+
+Includable = Literal[
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class TextFormat(_Strict):
+    """``text.format``; echoed with only the keys that apply (``{"type": "text"}`` by default)."""
+
+    type: Literal["text", "json_schema", "json_object"] = "text"
+    name: str | None = Field(default=None, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True, serialize_by_alias=True)
+
+    @model_serializer(mode="wrap")
+    def _drop_none(self, handler: Any) -> Any:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class ResponseTextConfig(_Strict):
+    format: TextFormat = Field(default_factory=TextFormat)
+    verbosity: Literal["low", "medium", "high"] | None = "medium"
+
+
+class Reasoning(_Strict):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class StreamOptions(_Strict):
+    include_obfuscation: bool | None = None
+
+
+class ResponseCreateParams(BaseModel):
+    """Strictly typed (a string where a number belongs is a 400); fields newer than ours are kept in
+    ``model_extra`` and ignored, as OpenAI's own clients send fields ahead of any spec copy."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[InputItem] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = Field(default=None, min_length=1)
+    store: bool | None = True
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    background: bool | None = False
+    metadata: dict[str, str] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    max_output_tokens: int | None = Field(default=None, ge=16)
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    parallel_tool_calls: bool | None = True
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = "auto"
+    text: ResponseTextConfig | None = None
+    reasoning: Reasoning | None = None
+    truncation: Literal["auto", "disabled"] | None = "disabled"
+    include: list[Includable] | None = None
+    user: str | None = Field(default=None, max_length=512)
+    safety_identifier: str | None = Field(default=None, max_length=64)
+    prompt_cache_key: str | None = Field(default=None, max_length=64)
+    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"] | None = "auto"
+    conversation: str | dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return value
+        if len(value) > 16:
+            raise ValueError("metadata can have at most 16 keys")
+        for key, item in value.items():
+            if len(key) > 64:
+                raise ValueError(f"metadata key '{key[:20]}…' is longer than 64 characters")
+            if len(item) > 512:
+                raise ValueError(f"metadata value for key '{key}' is longer than 512 characters")
+        return value

@@ -1,0 +1,91 @@
+"""The provider protocol: a chat request in, a stream of normalized provider events out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "ChatRequest",
+    "Finish",
+    "Provider",
+    "ProviderError",
+    "ProviderEvent",
+    "ReasoningDelta",
+    "TextDelta",
+    "ToolCallDelta",
+    "Usage",
+]
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """What every provider needs: Chat-Completions-shaped messages plus sampling settings."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    index: int
+    arguments: str = ""
+    call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: FinishReason
+
+
+ProviderEvent = TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish
+
+
+class ProviderError(Exception):
+    """The upstream failed (status, timeout, broken stream). ``code`` is a ``ResponseError`` code."""
+
+    def __init__(self, message: str, *, code: str = "server_error", status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+class Provider(Protocol):
+    """Streams one model turn. Raises ``ProviderError``; never returns partial events silently."""
+
+    name: str
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ProviderEvent]: ...

@@ -1,0 +1,286 @@
+"""DynamoDB single-table store (aws.md §3).
+
+Layout, all items of a response under ``pk = RESP#{id}`` and all carrying ``expires_at`` (TTL):
+``META`` (the response without its output, status, tenant, chain ancestors, GSI keys for listing),
+``IN#{n:06d}`` (one per input item) and ``OUT#{n:06d}`` (one per output item). Items are written first and
+``META`` last, conditionally, so a response becomes visible whole. DynamoDB deletes expired items up to two
+days late, so every read treats ``expires_at <= now`` as absent. Reads are strongly consistent so a chained
+request right after ``response.completed`` finds its predecessor.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+import boto3
+from botocore.config import Config
+from pydantic_core import from_json, to_json
+
+from ..errors import InvalidRequestError, PayloadTooLargeError, PreviousResponseNotFoundError
+from ..models.response import Response
+from .base import Page, StoredContext
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+__all__ = ["DynamoResponseStore"]
+
+# DynamoDB's item limit is 400 KB including attribute names; keep headroom for the key and metadata.
+_INLINE_LIMIT = 350_000
+_BATCH = 25
+_META = "META"
+
+
+def _pk(response_id: str) -> dict[str, str]:
+    return {"S": f"RESP#{response_id}"}
+
+
+def _encode_item(item: dict[str, Any]) -> dict[str, Any]:
+    raw = to_json(item)
+    if len(raw) <= _INLINE_LIMIT:
+        return {"item": {"S": raw.decode()}}
+    packed = gzip.compress(raw, compresslevel=6)
+    if len(packed) <= _INLINE_LIMIT:
+        return {"item_gz": {"B": packed}}
+    raise PayloadTooLargeError(
+        f"An input item is too large to store ({len(raw)} bytes, {len(packed)} compressed; the limit is "
+        f"{_INLINE_LIMIT}). Split it, or send it with store=false.",
+        param="input",
+        code="item_too_large",
+    )
+
+
+def _decode_item(attrs: dict[str, Any]) -> dict[str, Any]:
+    if "item" in attrs:
+        return dict(from_json(attrs["item"]["S"]))
+    return dict(from_json(gzip.decompress(attrs["item_gz"]["B"])))
+
+
+class DynamoResponseStore:
+    """``ResponseStore`` on one DynamoDB table (pk/sk, GSI ``gsi1`` for newest-first listing per tenant)."""
+
+    def __init__(self, table_name: str, retention_days: int) -> None:
+        self.table_name = table_name
+        self.retention_seconds = retention_days * 86_400
+
+    @cached_property
+    def _ddb(self) -> DynamoDBClient:
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=2,
+            read_timeout=10,
+            tcp_keepalive=True,
+            max_pool_connections=64,
+        )
+        return boto3.client("dynamodb", config=config)
+
+    @cached_property
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=16, thread_name_prefix="ddb")
+
+    # --- writes ------------------------------------------------------------------------------------------------
+
+    def check_items(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            _encode_item(item)
+
+    def put(self, tenant: str, response: Response, input_items: list[dict[str, Any]], ancestors: list[str]) -> None:
+        expires = {"N": str(response.created_at + self.retention_seconds)}
+        pk = _pk(response.id)
+        rows: list[dict[str, Any]] = []
+        for prefix, items in (("IN", input_items), ("OUT", [i.model_dump() for i in response.output])):
+            for n, item in enumerate(items):
+                row = {"pk": pk, "sk": {"S": f"{prefix}#{n:06d}"}, "item_id": {"S": str(item.get("id", ""))}}
+                row.update(_encode_item(item))
+                row["expires_at"] = expires
+                rows.append(row)
+        self._batch_write([{"PutRequest": {"Item": row}} for row in rows])
+        meta: dict[str, Any] = {
+            "pk": pk,
+            "sk": {"S": _META},
+            "tenant": {"S": tenant},
+            "status": {"S": response.status},
+            "created_at": {"N": str(response.created_at)},
+            "expires_at": expires,
+            "response": {"S": response.model_dump_json(exclude={"output"})},
+            "gsi1pk": {"S": f"TENANT#{tenant}"},
+            "gsi1sk": {"S": response.id},
+        }
+        if ancestors:
+            meta["ancestors"] = {"L": [{"S": a} for a in ancestors]}
+        self._ddb.put_item(TableName=self.table_name, Item=meta, ConditionExpression="attribute_not_exists(pk)")
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), _BATCH):
+            pending: dict[str, Any] = {self.table_name: requests[start : start + _BATCH]}
+            for attempt in range(8):
+                result = self._ddb.batch_write_item(RequestItems=pending)
+                pending = dict(result.get("UnprocessedItems") or {})
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise RuntimeError("DynamoDB kept throttling batch writes")
+
+    # --- reads -------------------------------------------------------------------------------------------------
+
+    def _live_meta(self, tenant: str, meta: dict[str, Any] | None) -> bool:
+        return (
+            meta is not None
+            and meta.get("tenant", {}).get("S") == tenant
+            and int(meta["expires_at"]["N"]) > int(time.time())
+        )
+
+    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while True:
+            result = self._ddb.query(TableName=self.table_name, ConsistentRead=True, **kwargs)
+            rows.extend(result.get("Items", []))
+            if "LastEvaluatedKey" not in result:
+                return rows
+            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
+
+    def _response_from(self, meta: dict[str, Any], outputs: list[dict[str, Any]]) -> Response:
+        data = dict(from_json(meta["response"]["S"]))
+        data["output"] = [_decode_item(row) for row in outputs]
+        return Response.model_validate(data)
+
+    def get(self, tenant: str, response_id: str) -> Response | None:
+        rows = self._query_all(
+            KeyConditionExpression="pk = :pk AND sk >= :meta",
+            ExpressionAttributeValues={":pk": _pk(response_id), ":meta": {"S": _META}},
+        )
+        if not rows or rows[0]["sk"]["S"] != _META or not self._live_meta(tenant, rows[0]):
+            return None
+        return self._response_from(rows[0], [r for r in rows[1:] if r["sk"]["S"].startswith("OUT#")])
+
+    def _partition(self, response_id: str) -> list[dict[str, Any]]:
+        """IN#…, META, OUT#… of one response, in that order."""
+        return self._query_all(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":pk": _pk(response_id), ":lo": {"S": "IN#"}, ":hi": {"S": "OUT#~"}},
+        )
+
+    @staticmethod
+    def _turn_items(rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        meta = next((r for r in rows if r["sk"]["S"] == _META), None)
+        items = [_decode_item(r) for r in rows if r["sk"]["S"] != _META]
+        return meta, items
+
+    def load_context(self, tenant: str, response_id: str) -> StoredContext | None:
+        meta, items = self._turn_items(self._partition(response_id))
+        if not self._live_meta(tenant, meta):
+            return None
+        assert meta is not None
+        ancestors = [a["S"] for a in meta.get("ancestors", {}).get("L", [])]
+        earlier: list[dict[str, Any]] = []
+        for ancestor_id, (ancestor_meta, ancestor_items) in zip(
+            ancestors,
+            self._pool.map(lambda rid: self._turn_items(self._partition(rid)), ancestors),
+            strict=True,
+        ):
+            if not self._live_meta(tenant, ancestor_meta):
+                # A response earlier in the chain expired or was deleted: the context is gone with it.
+                raise PreviousResponseNotFoundError(ancestor_id)
+            earlier.extend(ancestor_items)
+        return StoredContext(items=earlier + items, ancestors=[*ancestors, response_id])
+
+    def _meta(self, response_id: str) -> dict[str, Any] | None:
+        result = self._ddb.get_item(
+            TableName=self.table_name,
+            Key={"pk": _pk(response_id), "sk": {"S": _META}},
+            ConsistentRead=True,
+            ProjectionExpression="tenant, expires_at",
+        )
+        return result.get("Item")
+
+    def list_input_items(
+        self, tenant: str, response_id: str, *, limit: int, order: Literal["asc", "desc"], after: str | None
+    ) -> Page[dict[str, Any]] | None:
+        if not self._live_meta(tenant, self._meta(response_id)):
+            return None
+        low, high = {"S": "IN#"}, {"S": "IN#~"}
+        if after is not None:
+            index = self._query_all(
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues={":pk": _pk(response_id), ":lo": low, ":hi": high},
+                ProjectionExpression="sk, item_id",
+            )
+            cursor = next((r["sk"] for r in index if r.get("item_id", {}).get("S") == after), None)
+            if cursor is None:
+                raise InvalidRequestError(f"No input item with id '{after}' in this response.", param="after")
+            low, high = (cursor, high) if order == "asc" else (low, cursor)
+        result = self._ddb.query(
+            TableName=self.table_name,
+            ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":pk": _pk(response_id), ":lo": low, ":hi": high},
+            ScanIndexForward=order == "asc",
+            # One extra row tells has_more; one more covers the cursor row itself, which BETWEEN includes.
+            Limit=limit + 2,
+        )
+        rows = [r for r in result.get("Items", []) if after is None or r.get("item_id", {}).get("S") != after]
+        return Page([_decode_item(r) for r in rows[:limit]], len(rows) > limit)
+
+    def list_responses(self, tenant: str, *, limit: int, after: str | None, before: str | None) -> Page[Response]:
+        key = "gsi1pk = :t"
+        values: dict[str, Any] = {":t": {"S": f"TENANT#{tenant}"}, ":now": {"N": str(int(time.time()))}}
+        if after is not None:
+            key += " AND gsi1sk < :c"
+            values[":c"] = {"S": after}
+        elif before is not None:
+            key += " AND gsi1sk > :c"
+            values[":c"] = {"S": before}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": key,
+            "FilterExpression": "expires_at > :now",
+            "ExpressionAttributeValues": values,
+            # `before` pages towards newer responses: read upwards from the cursor, then reverse.
+            "ScanIndexForward": before is not None and after is None,
+            "Limit": limit + 1,
+        }
+        metas: list[dict[str, Any]] = []
+        while len(metas) <= limit:
+            result = self._ddb.query(**kwargs)
+            metas.extend(result.get("Items", []))
+            if "LastEvaluatedKey" not in result:
+                break
+            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
+        has_more = len(metas) > limit
+        metas = metas[:limit]
+        if kwargs["ScanIndexForward"]:
+            metas.reverse()
+        outputs = self._pool.map(
+            lambda m: self._query_all(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :out)",
+                ExpressionAttributeValues={":pk": m["pk"], ":out": {"S": "OUT#"}},
+            ),
+            metas,
+        )
+        return Page([self._response_from(m, out) for m, out in zip(metas, outputs, strict=True)], has_more)
+
+    # --- delete ------------------------------------------------------------------------------------------------
+
+    def delete(self, tenant: str, response_id: str) -> bool:
+        if not self._live_meta(tenant, self._meta(response_id)):
+            return False
+        # META first: the response disappears at once, then its items follow.
+        self._ddb.delete_item(
+            TableName=self.table_name,
+            Key={"pk": _pk(response_id), "sk": {"S": _META}},
+            ConditionExpression="tenant = :t",
+            ExpressionAttributeValues={":t": {"S": tenant}},
+        )
+        keys = self._query_all(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _pk(response_id)},
+            ProjectionExpression="pk, sk",
+        )
+        self._batch_write([{"DeleteRequest": {"Key": {"pk": k["pk"], "sk": k["sk"]}}} for k in keys])
+        return True
