@@ -5,8 +5,6 @@ Answers JSON, or SSE when ``stream`` is true. The same app is reachable through 
 or may not keep the ``/v1`` stage prefix in the path, so both forms are routed.
 """
 
-from __future__ import annotations
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response

@@ -1,7 +1,5 @@
 """DELETE /v1/responses/{response_id} — removes the response and every stored item of it."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths

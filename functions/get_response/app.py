@@ -1,7 +1,5 @@
 """GET /v1/responses/{response_id} — one stored response."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths

@@ -1,7 +1,5 @@
 """GET /v1/responses/{response_id}/input_items — the response's input items, a cursor page at a time."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Query

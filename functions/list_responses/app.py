@@ -1,7 +1,5 @@
 """GET /v1/responses — the tenant's stored responses, newest first (``limit``, ``after``, ``before``)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
