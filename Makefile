@@ -29,6 +29,12 @@ help:
 	$(UV) sync --frozen $(if $(PY313),--python $(PY313))
 	@touch $@
 
+# SAM CLI pins its own boto3 (and awscrt), so it gets a venv of its own from hashed, pinned requirements.
+.cache/sam/.synced: local/sam-requirements.txt | $(UV)
+	$(UV) venv -q --allow-existing .cache/sam $(if $(PY313),--python $(PY313))
+	$(UV) pip sync -q --python .cache/sam/bin/python --require-hashes local/sam-requirements.txt
+	@touch $@
+
 bootstrap: .venv/.synced
 
 serve: bootstrap
@@ -39,7 +45,7 @@ lint: bootstrap
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
-template-check: bootstrap
+template-check: bootstrap .cache/sam/.synced
 	$(VENV_PY) -m local.template_check
 
 test: lint template-check
@@ -48,11 +54,11 @@ test: lint template-check
 bench: bootstrap
 	$(VENV_PY) -m local.bench
 
-build: bootstrap
-	PATH="$(dir $(PY313)):$$PATH" .venv/bin/sam build
+build: bootstrap .cache/sam/.synced layer-requirements
+	PATH="$(dir $(PY313)):$$PATH" .cache/sam/bin/sam build
 
 deploy: build
-	.venv/bin/sam deploy --guided
+	.cache/sam/bin/sam deploy --guided
 
 format: bootstrap
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

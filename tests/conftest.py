@@ -1,0 +1,61 @@
+"""Shared fixtures: the scripted model on loopback, the local stack in front of it, the official client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from local.scripted_upstream import UpstreamConfig, serve
+from local.stack import running_stack
+
+
+class UpstreamLog:
+    """What the scripted model received, for asserting what the server sent upstream."""
+
+    def __init__(self, base_url: str) -> None:
+        self.root = base_url.removesuffix("/v1")
+
+    def clear(self) -> None:
+        httpx.delete(f"{self.root}/_requests").raise_for_status()
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.root}/_requests").json()["requests"])
+
+    def last_messages(self) -> list[dict[str, Any]]:
+        chat = [r for r in self.requests() if r["path"].endswith("/chat/completions")]
+        return list(chat[-1]["body"]["messages"])
+
+
+@pytest.fixture(scope="session")
+def upstream_url() -> Iterator[str]:
+    with serve(UpstreamConfig()) as url:
+        yield url
+
+
+@pytest.fixture
+def upstream(upstream_url: str) -> UpstreamLog:
+    log = UpstreamLog(upstream_url)
+    log.clear()
+    return log
+
+
+@pytest.fixture(scope="session")
+def stack(upstream_url: str) -> Iterator[str]:
+    """``make serve``'s code path in a child process, with the scripted model as upstream."""
+    with running_stack(upstream_base_url=upstream_url, env={"UPSTREAM_TIMEOUT_SECONDS": "2"}) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def client(stack: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack, api_key="sk-local", max_retries=0)
+
+
+@pytest.fixture
+def http(stack: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack, timeout=30) as c:
+        yield c
