@@ -79,17 +79,29 @@ def error_envelope(message: str, type_: str, param: str | None = None, code: str
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+# Union-branch names pydantic puts in ``loc`` (``str``, ``list[...]``) and discriminator tags that follow a list
+# index (``input[0].message.role``) say nothing a client can act on; they are dropped from ``param``.
+_TYPE_TOKENS = {"str", "int", "float", "bool", "dict", "list", "none", "literal"}
+_UNION_TAGS = {
+    "message", "function_call", "function_call_output", "reasoning", "item_reference", "input_text",
+    "input_image", "input_file", "output_text", "refusal", "summary_text", "reasoning_text",
+}  # fmt: skip
+
+
 def _param_path(loc: tuple[Any, ...]) -> str | None:
     """pydantic ``loc`` → OpenAI's ``param`` (``input[0].content``); body/query prefixes dropped."""
-    parts = [p for p in loc if p not in ("body", "query", "path")]
     out = ""
-    for part in parts:
+    previous: Any = None
+    for part in loc:
+        if part in ("body", "query", "path") and not out:
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
-        elif "[" in str(part) or "-" in str(part) or "(" in str(part):
-            continue  # union-branch tags such as 'function-after[...]' carry no meaning for a client
+        elif "[" in str(part) or str(part) in _TYPE_TOKENS or (isinstance(previous, int) and part in _UNION_TAGS):
+            pass
         else:
             out += f".{part}" if out else str(part)
+        previous = part
     return out or None
 
 
@@ -104,7 +116,8 @@ def from_validation_errors(errors: list[Any]) -> InvalidRequestError:
     """Turn pydantic's error list into one clear 400: the first error, with its parameter path."""
     if not errors:
         return InvalidRequestError("Invalid request.")
-    first = errors[0]
+    # The deepest location is the most specific complaint (the other union branches fail shallowly).
+    first = max(errors, key=lambda e: len(_param_path(tuple(e.get("loc", ()))) or ""))
     loc = tuple(first.get("loc", ()))
     param = _param_path(loc)
     kind = str(first.get("type", ""))
