@@ -88,20 +88,25 @@ _UNION_TAGS = {
 }  # fmt: skip
 
 
+def _param_parts(loc: tuple[Any, ...]) -> list[str | int]:
+    parts: list[str | int] = []
+    previous: Any = None
+    for part in loc:
+        skip = (part in ("body", "query", "path") and not parts) or (
+            not isinstance(part, int)
+            and ("[" in str(part) or str(part) in _TYPE_TOKENS or (isinstance(previous, int) and part in _UNION_TAGS))
+        )
+        if not skip:
+            parts.append(part)
+        previous = part
+    return parts
+
+
 def _param_path(loc: tuple[Any, ...]) -> str | None:
     """pydantic ``loc`` → OpenAI's ``param`` (``input[0].content``); body/query prefixes dropped."""
     out = ""
-    previous: Any = None
-    for part in loc:
-        if part in ("body", "query", "path") and not out:
-            continue
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif "[" in str(part) or str(part) in _TYPE_TOKENS or (isinstance(previous, int) and part in _UNION_TAGS):
-            pass
-        else:
-            out += f".{part}" if out else str(part)
-        previous = part
+    for part in _param_parts(loc):
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or None
 
 
@@ -117,7 +122,7 @@ def from_validation_errors(errors: list[Any]) -> InvalidRequestError:
     if not errors:
         return InvalidRequestError("Invalid request.")
     # The deepest location is the most specific complaint (the other union branches fail shallowly).
-    first = max(errors, key=lambda e: len(_param_path(tuple(e.get("loc", ()))) or ""))
+    first = max(errors, key=lambda e: len(_param_parts(tuple(e.get("loc", ())))))
     loc = tuple(first.get("loc", ()))
     param = _param_path(loc)
     kind = str(first.get("type", ""))
