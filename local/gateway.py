@@ -191,7 +191,9 @@ class Gateway:
         found = self._route(scope["method"], path[len(self.prefix) :]) if path.startswith(self.prefix + "/") else None
         if found is None:
             message = f"Invalid URL ({scope['method']} {path})"
-            await _send_json(send, 404, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}})
+            await _send_json(
+                send, 404, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+            )
             return
         route, params = found
         if route.streaming:
@@ -211,7 +213,9 @@ class Gateway:
 
     async def _forward(self, route: Route, params: dict[str, str], scope: Scope, receive: Receive, send: Send) -> None:
         """As Lambda Web Adapter does: same path and headers, plus the request context header."""
-        headers = [(k, v) for k, v in scope["headers"] if k not in (b"x-amzn-request-context", b"x-amzn-lambda-context")]
+        headers = [
+            (k, v) for k, v in scope["headers"] if k not in (b"x-amzn-request-context", b"x-amzn-lambda-context")
+        ]
         headers.append((b"x-amzn-request-context", json.dumps(self._request_context(route, scope)).encode()))
         forwarded = dict(scope, headers=headers)
         await self._apps[route.function.logical_id](forwarded, receive, send)

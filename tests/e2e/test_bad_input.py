@@ -17,7 +17,8 @@ CASES: list[tuple[str, Any, str | None, str | None]] = [
     ("temperature as string", {"model": "m", "input": "x", "temperature": "hot"}, "temperature", "invalid_type"),
     ("max_output_tokens 1", {"model": "m", "input": "x", "max_output_tokens": 1}, "max_output_tokens", "invalid_value"),
     ("input number", {"model": "m", "input": 123}, "input", None),
-    ("previous id int", {"model": "m", "input": "x", "previous_response_id": 7}, "previous_response_id", "invalid_type"),
+    ("previous id int", {"model": "m", "input": "x", "previous_response_id": 7}, "previous_response_id",
+     "invalid_type"),
     ("metadata 17 keys", {"model": "m", "input": "x", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", None),
     ("metadata long value", {"model": "m", "input": "x", "metadata": {"k": "v" * 513}}, "metadata", None),
     ("metadata non-string", {"model": "m", "input": "x", "metadata": {"k": 1}}, "metadata.k", "invalid_type"),
@@ -27,7 +28,8 @@ CASES: list[tuple[str, Any, str | None, str | None]] = [
     ("unknown include", {"model": "m", "input": "x", "include": ["everything"]}, "include[0]", None),
     ("unsupported tool", {"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type", None),
     ("background for now", {"model": "m", "input": "x", "background": True}, "background", None),
-    ("safety_identifier too long", {"model": "m", "input": "x", "safety_identifier": "s" * 65}, "safety_identifier", None),
+    ("safety_identifier too long", {"model": "m", "input": "x", "safety_identifier": "s" * 65}, "safety_identifier",
+     None),
 ]  # fmt: skip
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import openai
 import pytest
 
@@ -36,15 +38,13 @@ def test_create_with_string_input_answers_and_echoes_every_field(client: openai.
 
 
 def test_create_with_item_list_maps_roles_and_content(client: openai.OpenAI, upstream: UpstreamLog):
-    response = client.responses.create(
-        model="m",
-        input=[
-            {"role": "developer", "content": "dev rules"},
-            {"role": "user", "content": [{"type": "input_text", "text": "first"}]},
-            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
-            {"role": "user", "content": "second"},
-        ],
-    )
+    items: list[Any] = [
+        {"role": "developer", "content": "dev rules"},
+        {"role": "user", "content": [{"type": "input_text", "text": "first"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+        {"role": "user", "content": "second"},
+    ]
+    response = client.responses.create(model="m", input=items)
     assert response.output_text == "roles=system,user,assistant,user; last=second"
     assert upstream.last_messages() == [
         {"role": "system", "content": "dev rules"},
@@ -69,7 +69,7 @@ def test_response_object_has_every_required_field(client: openai.OpenAI):
     assert data["metadata"] == {} and data["tools"] == [] and data["text"]["format"] == {"type": "text"}
     message = response.output[0]
     assert message.type == "message" and message.id.startswith("msg_") and message.status == "completed"
-    assert message.content[0].annotations == []
+    assert message.content[0].type == "output_text" and message.content[0].annotations == []
 
 
 def test_reasoning_content_becomes_a_reasoning_item_before_the_message(client: openai.OpenAI):
@@ -108,7 +108,7 @@ def test_upstream_rate_limit_maps_to_rate_limit_code(client: openai.OpenAI):
 
 def test_store_false_is_returned_but_not_retrievable_nor_chainable(client: openai.OpenAI):
     response = client.responses.create(model="m", input="hi", store=False)
-    assert response.status == "completed" and response.store is False
+    assert response.status == "completed" and response.model_dump()["store"] is False
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(response.id)
     with pytest.raises(openai.BadRequestError) as caught:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -52,7 +53,7 @@ def _without_parsed(value: Any) -> Any:
     return value
 
 
-def _squash(types: list[str]) -> list[str]:
+def _squash(types: Sequence[str]) -> list[str]:
     return [t for i, t in enumerate(types) if i == 0 or t != types[i - 1]]
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from engine.errors import APIError, InvalidRequestError, NotFoundError, PreviousResponseNotFoundError
-from engine.errors import from_validation_errors
+from engine.errors import (
+    APIError,
+    InvalidRequestError,
+    NotFoundError,
+    PreviousResponseNotFoundError,
+    from_validation_errors,
+)
 from engine.models.request import ResponseCreateParams
 
 

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
-from .tenancy import tenant_from_authorizer
 from .models.request import ResponseCreateParams
 from .observability import logger
 from .service import CreateRun, create_response, prepare_create, run_create
 from .streaming import ResponseStream, sse_encode
+from .tenancy import tenant_from_authorizer
 
 __all__ = ["create", "error_response", "tenant_of"]
 

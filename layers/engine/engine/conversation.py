@@ -79,7 +79,9 @@ def _text_parts(content: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
         elif kind == "input_image" and part.get("image_url"):
             parts.append({"type": "image_url", "image_url": {"url": part["image_url"], "detail": part.get("detail")}})
         elif kind == "input_file":
-            parts.append({"type": "file", "file": {k: part[k] for k in ("file_data", "file_id", "filename") if k in part}})
+            parts.append(
+                {"type": "file", "file": {k: part[k] for k in ("file_data", "file_id", "filename") if k in part}}
+            )
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
     return parts

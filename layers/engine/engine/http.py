@@ -43,11 +43,13 @@ def make_rest_resolver() -> APIGatewayRestResolver:
     @app.exception_handler(RouteNotFoundError)
     def _no_route(exc: RouteNotFoundError) -> Response[str]:
         path = app.current_event.path
-        return json_response(404, error_envelope(f"Invalid URL ({app.current_event.http_method} {path})", "invalid_request_error"))
+        return json_response(
+            404, error_envelope(f"Invalid URL ({app.current_event.http_method} {path})", "invalid_request_error")
+        )
 
     @app.exception_handler(ServiceError)
     def _service_error(exc: ServiceError) -> Response[str]:
-        return json_response(exc.status_code, error_envelope(exc.msg, "invalid_request_error"))
+        return json_response(exc.status_code, error_envelope(str(exc.msg), "invalid_request_error"))
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:

@@ -17,8 +17,15 @@ from .errors import InvalidRequestError, NotFoundError, PreviousResponseNotFound
 from .ids import new_id
 from .models.events import ResponseStreamEvent
 from .models.request import Reasoning, ResponseCreateParams, ResponseTextConfig
-from .models.response import InputTokensDetails, OutputTokensDetails, Response, ResponseDeleted, ResponseItemList
-from .models.response import ResponseList, ResponseUsage
+from .models.response import (
+    InputTokensDetails,
+    OutputTokensDetails,
+    Response,
+    ResponseDeleted,
+    ResponseItemList,
+    ResponseList,
+    ResponseUsage,
+)
 from .observability import logger
 from .providers import ChatRequest, Provider, ProviderError, get_provider
 from .providers.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage

@@ -98,7 +98,7 @@ class ResponseStream:
         self.response.usage = usage or ResponseUsage()
         if incomplete_reason:
             self.response.status = "incomplete"
-            self.response.incomplete_details = IncompleteDetails(reason=incomplete_reason)  # type: ignore[arg-type]
+            self.response.incomplete_details = IncompleteDetails(reason=incomplete_reason)
         else:
             self.response.status = "completed"
             self.response.completed_at = int(time.time())

@@ -143,6 +143,11 @@ class ChatCompletionsProvider:
             self._session_loop = loop
         return self._session
 
+    async def aclose(self) -> None:
+        """Close the pooled connections (tests and shutdown; Lambda keeps them for the next invocation)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
     def _request_headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         key = self._api_key()

@@ -37,7 +37,9 @@ def prepare_tools(tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, An
         kind = raw.get("type")
         if kind != "function":
             raise InvalidRequestError(
-                f"Tool type '{kind}' is not supported by this server.", param=f"tools[{index}].type", code="invalid_value"
+                f"Tool type '{kind}' is not supported by this server.",
+                param=f"tools[{index}].type",
+                code="invalid_value",
             )
         flat = {"type": "function", **raw["function"]} if isinstance(raw.get("function"), dict) else raw
         try:
