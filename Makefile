@@ -13,7 +13,7 @@ PYTHON_FOR_UV := $(or $(PY313),$(shell command -v python3))
 UV := $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
 VENV_PY := .venv/bin/python
 
-.PHONY: help bootstrap serve test unit e2e lint template-check bench build deploy format layer-requirements clean
+.PHONY: help bootstrap serve test lint template-check bench build deploy format layer-requirements layer-requirements-check clean
 
 help:
 	@echo "make serve   start the local stack on http://127.0.0.1:$(PORT)/v1"
@@ -48,7 +48,7 @@ lint: bootstrap
 template-check: bootstrap .cache/sam/.synced
 	$(VENV_PY) -m local.template_check
 
-test: lint template-check
+test: lint template-check layer-requirements-check
 	.venv/bin/pytest
 
 bench: bootstrap
@@ -64,7 +64,12 @@ format: bootstrap
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
 layer-requirements: bootstrap
-	$(UV) export --frozen --no-dev --no-hashes --no-emit-project -o layers/engine/requirements.txt
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header -o layers/engine/requirements.txt
+
+# The deployed layer must run the versions the tests ran: its requirements.txt is generated from uv.lock.
+layer-requirements-check: bootstrap
+	@$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header | diff -q - layers/engine/requirements.txt \
+		|| { echo "layers/engine/requirements.txt is stale: run make layer-requirements"; exit 1; }
 
 clean:
 	rm -rf .venv .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache
