@@ -120,3 +120,16 @@ def test_list_pages_skip_expired_entries(store: DynamoResponseStore):
     assert [r.id for r in page.data] == live[::-1][:2] and page.has_more
     rest = store.list_responses("t", limit=2, after=page.data[-1].id, before=None)
     assert [r.id for r in rest.data] == [live[0]] and not rest.has_more
+
+
+def test_responses_with_many_items_are_stored_whole(store: DynamoResponseStore):
+    # Over 100 items does not fit one transaction: items go first, the response record last.
+    many = [item for n in range(150) for item in _input(f"m{n}")]
+    response = _response("many")
+    store.put("t", response, many, [])
+    page = store.list_input_items("t", response.id, limit=100, order="asc", after=None)
+    assert page is not None and len(page.data) == 100 and page.has_more
+    rest = store.list_input_items("t", response.id, limit=100, order="asc", after=page.data[-1]["id"])
+    assert rest is not None and [i["content"][0]["text"] for i in rest.data] == [f"m{n}" for n in range(100, 150)]
+    context = store.load_context("t", response.id)
+    assert context is not None and len(context.items) == 151
