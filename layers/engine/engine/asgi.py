@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 from pydantic_core import from_json, to_json
 from starlette.requests import Request
@@ -13,7 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
 from .models.request import ResponseCreateParams
-from .observability import logger
+from .observability import logger, metrics
 from .service import CreateRun, create_response, prepare_create, run_create
 from .streaming import ResponseStream, sse_encode
 from .tenancy import tenant_from_authorizer
@@ -27,11 +28,21 @@ def error_response(exc: APIError) -> JSONResponse:
     return JSONResponse(exc.to_envelope(), status_code=exc.status_code)
 
 
-def tenant_of(request: Request) -> str:
-    """The tenant from the API Gateway request context Lambda Web Adapter forwards as a header."""
+def _request_context(request: Request) -> dict[str, Any]:
+    """The API Gateway request context, which Lambda Web Adapter forwards as a header."""
     raw = request.headers.get("x-amzn-request-context")
-    context: dict[str, Any] = dict(from_json(raw)) if raw else {}
-    return tenant_from_authorizer(context.get("authorizer"))
+    return dict(from_json(raw)) if raw else {}
+
+
+def tenant_of(request: Request) -> str:
+    return tenant_from_authorizer(_request_context(request).get("authorizer"))
+
+
+def _record(run: CreateRun) -> None:
+    """One metric per finished response (no Lambda handler wraps an ASGI app, so flush here)."""
+    metrics.add_metric(name=f"Responses{run.response.status.title()}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="OverheadMs", unit=MetricUnit.Milliseconds, value=round(run.overhead_ms, 3))
+    metrics.flush_metrics()
 
 
 async def _parse(request: Request) -> ResponseCreateParams:
@@ -54,13 +65,18 @@ async def _sse(run: CreateRun) -> AsyncIterator[bytes]:
     async for event in run_create(run):
         yield sse_encode(event)
     yield ResponseStream.DONE
+    _record(run)
 
 
 async def create(request: Request) -> Response:
     """``POST /v1/responses``: JSON, or SSE when ``stream`` is true. Every 4xx is decided before streaming."""
     started = time.perf_counter()
+    context = _request_context(request)
+    logger.set_correlation_id(context.get("requestId"))
     try:
-        run = await prepare_create(await _parse(request), tenant_of(request), started=started)
+        run = await prepare_create(
+            await _parse(request), tenant_from_authorizer(context.get("authorizer")), started=started
+        )
     except APIError as exc:
         return error_response(exc)
     except Exception:
@@ -72,5 +88,6 @@ async def create(request: Request) -> Response:
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no", _OVERHEAD: f"{run.overhead_ms:.2f}"}
         return StreamingResponse(_sse(run), media_type="text/event-stream", headers=headers)
     response = await create_response(run)
+    _record(run)
     body = to_json(response.model_dump(mode="json"))
     return Response(body, media_type="application/json", headers={_OVERHEAD: f"{run.overhead_ms:.2f}"})

@@ -1,0 +1,836 @@
+"""``make bench``: the full local stack against the bare scripted upstream, side by side, on this machine.
+
+Method (see ``shared/notes/performance.md``). Loopback upstreams answer in ~0.1 ms, so ratios would explode: the bench
+reports *added* milliseconds, measured against the same scripted upstream called directly in the same run, with
+direct and stack requests interleaved so machine drift hits both alike.
+
+* One scripted upstream process (``UpstreamConfig(chunks=50)``: every plain reply is exactly 50 content chunks) and one
+  local stack process (API Gateway emulation + the real handlers + moto DynamoDB) pointed at it; both are warmed up.
+* **c=1 streams**: direct ``POST /chat/completions`` (``stream: true``, the body the engine sends) alternating with
+  ``POST /responses`` (``stream: true``), same input text, over one raw-socket HTTP/1.1 keep-alive connection per
+  side (a ~100-line client: no library overhead in the numbers, GC off while timing). TTFB = send -> the ``recv``
+  that delivered the first content chunk (direct: first ``data:`` whose ``choices[0].delta.content`` is non-empty;
+  stack: first ``event: response.output_text.delta``); total = send -> end of the chunked body. Added = p(stack) -
+  p(direct) per percentile.
+* **c=1 non-streaming create** (``store`` defaults to true, so this includes the DynamoDB write on moto): direct
+  ``stream: false`` chat completion alternating with a JSON ``POST /responses``; also the median ``x-overhead-ms``
+  header (the server's own time).
+* **c=50 streams**: the input carries ``TTFT 20 SLOW 2`` (20 ms to the first byte, 2 ms per chunk upstream);
+  asyncio + aiohttp load generator (httpx collapses under concurrency, encode/httpx#3215), 50 workers, a fixed
+  number of requests per phase: direct, stack, direct again (the two direct runs show drift; they are pooled).
+  Errors = non-200, broken streams, a missing terminal event (``[DONE]`` / ``response.completed``) or a delta count
+  other than 50.
+* **Upstream HTTP client**: aiohttp ``ClientSession`` vs ``httpx.AsyncClient`` as clients of the scripted upstream,
+  same c=50 workload, same count: the figure behind the engine's choice of aiohttp.
+* **Handler import**: every function of ``template.yaml`` imported by file path in a fresh interpreter
+  (``PYTHONPATH=layers/engine``), one unmeasured run to warm ``.pyc`` then ``--import-runs`` measured; median
+  import ms and ``ru_maxrss``. Reference lines: a bare interpreter, and ``import boto3; boto3.client('dynamodb')``.
+
+The bench is a report, not a test: it always exits 0 (unless it cannot run) and prints how many goals were met.
+Run: ``make bench`` or ``PYTHONPATH=layers/engine:. .venv/bin/python -m local.bench [--n 200] [--json out.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+import httpx
+
+from local.scripted_upstream import UpstreamConfig, serve_process
+from local.stack import running_stack
+from local.template import load_template
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "scripted"
+CHUNKS = 50
+INPUT_C1 = "bench"
+INPUT_C50 = "bench TTFT 20 SLOW 2"
+AUTH = "Bearer sk-bench"
+
+Kind = Literal["chat", "responses"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Request bodies
+
+
+def chat_body(text: str, *, stream: bool) -> bytes:
+    """What the engine sends upstream for a one-message input (``stream_options`` only when streaming)."""
+    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": text}], "stream": stream}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body).encode()
+
+
+def responses_body(text: str, *, stream: bool) -> bytes:
+    return json.dumps({"model": MODEL, "input": text, "stream": stream}).encode()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Stream watching (shared by every client so all sides do the same client-side work)
+
+
+class SSEWatch:
+    """Fed body bytes as they arrive; records when the first content chunk arrived and whether the stream finished."""
+
+    __slots__ = ("kind", "first", "deltas", "terminal", "_carry")
+
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
+        self.first: float | None = None
+        self.deltas = 0
+        self.terminal = False
+        self._carry = b""
+
+    def feed(self, data: bytes, at: float) -> None:
+        lines = (self._carry + data).split(b"\n")
+        self._carry = lines.pop()
+        for raw in lines:
+            line = raw.rstrip(b"\r")
+            if self.kind == "responses":
+                if line == b"event: response.output_text.delta":
+                    self.deltas += 1
+                    if self.first is None:
+                        self.first = at
+                elif line == b"event: response.completed":
+                    self.terminal = True
+            elif line.startswith(b"data: "):
+                payload = line[6:]
+                if payload == b"[DONE]":
+                    self.terminal = True
+                elif self.first is None:
+                    choices = json.loads(payload).get("choices") or [{}]
+                    if (choices[0].get("delta") or {}).get("content"):
+                        self.first = at
+                        self.deltas += 1
+                elif b'"content":"' in payload and b'"content":""' not in payload:
+                    self.deltas += 1
+
+    def problem(self) -> str | None:
+        """Why the stream is not a complete, well-formed answer (``None`` when it is)."""
+        if not self.terminal:
+            return "no terminal event"
+        if self.deltas != CHUNKS:
+            return f"{self.deltas} content chunks"
+        return None
+
+
+@dataclass(slots=True)
+class Sample:
+    ttfb_ms: float | None = None
+    total_ms: float | None = None
+    error: str | None = None
+    overhead_ms: float | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# c=1: a raw-socket HTTP/1.1 keep-alive client
+
+
+class RawClient:
+    """Just enough HTTP/1.1 for these servers: POST, keep-alive, content-length or chunked bodies."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.prefix = parts.path.rstrip("/")
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._at = 0.0
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buf.clear()
+
+    def _recv(self) -> None:
+        assert self._sock is not None
+        data = self._sock.recv(262144)
+        self._at = time.perf_counter()
+        if not data:
+            raise ConnectionError("connection closed mid-response")
+        self._buf += data
+
+    def post(self, path: str, body: bytes, watch: SSEWatch | None = None) -> Sample:
+        """Send one request; time to the first content chunk (when ``watch``) and to the end of the body."""
+        request = (
+            f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Authorization: {AUTH}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        try:
+            if self._sock is None:
+                self._sock = socket.create_connection((self.host, self.port))
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            started = time.perf_counter()
+            self._sock.sendall(request)
+            status, headers, payload = self._read_response(watch)
+        except OSError as exc:
+            self.close()
+            return Sample(error=type(exc).__name__)
+        ended = self._at
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        sample = Sample(total_ms=(ended - started) * 1000)
+        if "x-overhead-ms" in headers:
+            sample.overhead_ms = float(headers["x-overhead-ms"])
+        if status != 200:
+            sample.error = f"HTTP {status}"
+        elif watch is not None:
+            sample.error = watch.problem()
+            if watch.first is not None:
+                sample.ttfb_ms = (watch.first - started) * 1000
+        elif not payload:
+            sample.error = "empty body"
+        return sample
+
+    def _read_response(self, watch: SSEWatch | None) -> tuple[int, dict[str, str], bytes]:
+        while (end := self._buf.find(b"\r\n\r\n")) < 0:
+            self._recv()
+        head = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
+        del self._buf[: end + 4]
+        status = int(head[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
+        if "content-length" in headers:
+            size = int(headers["content-length"])
+            while len(self._buf) < size:
+                self._recv()
+            payload = bytes(self._buf[:size])
+            del self._buf[:size]
+            if watch is not None:
+                watch.feed(payload, self._at)
+            return status, headers, payload
+        if headers.get("transfer-encoding", "").lower() != "chunked":
+            raise ConnectionError("neither content-length nor chunked")
+        parts: list[bytes] = []
+        pos = 0
+        while True:
+            fresh: list[bytes] = []
+            done = False
+            while (eol := self._buf.find(b"\r\n", pos)) >= 0:
+                size = int(bytes(self._buf[pos:eol]).split(b";")[0], 16)
+                if size == 0:
+                    if len(self._buf) < eol + 4:
+                        break
+                    pos, done = eol + 4, True
+                    break
+                if len(self._buf) < eol + 2 + size + 2:
+                    break
+                fresh.append(bytes(self._buf[eol + 2 : eol + 2 + size]))
+                pos = eol + 2 + size + 2
+            if fresh:
+                data = b"".join(fresh)
+                parts.append(data)
+                if watch is not None:
+                    watch.feed(data, self._at)
+            if done:
+                del self._buf[:pos]
+                return status, headers, b"".join(parts)
+            self._recv()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# c=50: asyncio load generator
+
+
+async def aiohttp_stream(session: aiohttp.ClientSession, url: str, body: bytes, kind: Kind) -> Sample:
+    watch = SSEWatch(kind)
+    started = time.perf_counter()
+    try:
+        async with session.post(url, data=body, headers={"content-type": "application/json", "authorization": AUTH}) as r:
+            if r.status != 200:
+                await r.read()
+                return Sample(error=f"HTTP {r.status}")
+            async for data in r.content.iter_any():
+                watch.feed(data, time.perf_counter())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Sample(error=type(exc).__name__)
+    return _stream_sample(watch, started)
+
+
+async def httpx_stream(client: httpx.AsyncClient, url: str, body: bytes, kind: Kind) -> Sample:
+    watch = SSEWatch(kind)
+    started = time.perf_counter()
+    try:
+        headers = {"content-type": "application/json", "authorization": AUTH}
+        async with client.stream("POST", url, content=body, headers=headers) as r:
+            if r.status_code != 200:
+                await r.aread()
+                return Sample(error=f"HTTP {r.status_code}")
+            async for data in r.aiter_raw():
+                watch.feed(data, time.perf_counter())
+    except httpx.HTTPError as exc:
+        return Sample(error=type(exc).__name__)
+    return _stream_sample(watch, started)
+
+
+def _stream_sample(watch: SSEWatch, started: float) -> Sample:
+    ended = time.perf_counter()
+    ttfb = (watch.first - started) * 1000 if watch.first is not None else None
+    return Sample(ttfb_ms=ttfb, total_ms=(ended - started) * 1000, error=watch.problem())
+
+
+@dataclass(slots=True)
+class Phase:
+    label: str
+    samples: list[Sample]
+    wall_s: float
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds used during the phase
+
+    @property
+    def ok(self) -> list[Sample]:
+        return [s for s in self.samples if s.error is None]
+
+    @property
+    def errors(self) -> int:
+        return len(self.samples) - len(self.ok)
+
+    @property
+    def rate(self) -> float:
+        return len(self.ok) / self.wall_s
+
+    def ttfb(self) -> list[float]:
+        return [s.ttfb_ms for s in self.ok if s.ttfb_ms is not None]
+
+
+async def run_phase(label: str, n: int, concurrency: int, one: Callable[[], Awaitable[Sample]]) -> Phase:
+    """``n`` requests by ``concurrency`` workers, each sending its next request as soon as the last one ends."""
+    samples: list[Sample] = []
+    remaining = n
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            samples.append(await one())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Phase(label, samples, time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Child processes: CPU time and peak RSS from /proc
+
+
+def _children() -> dict[str, int]:
+    """pid of our child processes by role (``upstream`` / ``stack``), from /proc (empty where /proc is missing)."""
+    found: dict[str, int] = {}
+    try:
+        tids = os.listdir(f"/proc/{os.getpid()}/task")
+        pids = {int(p) for t in tids for p in Path(f"/proc/{os.getpid()}/task/{t}/children").read_text().split()}
+        for pid in pids:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"local.scripted_upstream" in cmd:
+                found["upstream"] = pid
+            elif b"local.serve" in cmd:
+                found["stack"] = pid
+    except OSError:
+        pass
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for role, pid in pids.items():
+        try:
+            out[role] = _cpu_seconds(pid)
+        except OSError:
+            pass
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {role: after[role] - before[role] for role in before if role in after}
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Statistics and the report table
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """Percentile with linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+@dataclass(slots=True)
+class Goal:
+    stat: Literal["p50", "p99"]
+    op: Literal["<=", ">="]
+    limit: float
+
+    def met(self, row: Row) -> bool:
+        value = row.p50 if self.stat == "p50" else row.p99
+        if value is None or value != value:
+            return False
+        return value <= self.limit if self.op == "<=" else value >= self.limit
+
+    def text(self, unit: str, only: bool) -> str:
+        prefix = "" if only else f"{self.stat} "
+        return f"{prefix}{'≤' if self.op == '<=' else '≥'}{self.limit:g}{unit}"
+
+
+@dataclass(slots=True)
+class Row:
+    metric: str
+    n: int | None
+    p50: float | None
+    p99: float | None = None
+    goals: list[Goal] = field(default_factory=list)
+    unit: str = ""
+    section: str = ""
+
+    def goal_text(self) -> str:
+        only = len(self.goals) == 1 and self.p99 is None
+        return ", ".join(g.text(self.unit, only) for g in self.goals)
+
+    def verdict(self) -> str:
+        if not self.goals:
+            return ""
+        return "✓" if all(g.met(self) for g in self.goals) else "✗"
+
+
+def le(limit: float, stat: Literal["p50", "p99"] = "p50") -> Goal:
+    return Goal(stat, "<=", limit)
+
+
+def ge(limit: float, stat: Literal["p50", "p99"] = "p50") -> Goal:
+    return Goal(stat, ">=", limit)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value != value:
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def render(rows: list[Row]) -> str:
+    header = ("metric", "n", "p50", "p99", "goal", "meets?")
+    cells = [header] + [
+        (r.metric, "" if r.n is None else str(r.n), _fmt(r.p50), _fmt(r.p99), r.goal_text(), r.verdict())
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    lines: list[str] = []
+    section = None
+    for index, cell in enumerate(cells):
+        if index and rows[index - 1].section != section:
+            section = rows[index - 1].section
+            lines.append(f"-- {section} " + "-" * max(0, sum(widths) + 3 * (len(widths) - 1) - len(section) - 4))
+        parts = [cell[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cell[1:4], widths[1:4], strict=True)]
+        parts += [cell[4].ljust(widths[4]), cell[5]]
+        lines.append(" | ".join(parts).rstrip())
+        if index == 0:
+            lines.append("-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def latency_rows(section: str, what: str, direct: list[float], stack: list[float], goals: list[Goal]) -> list[Row]:
+    n = min(len(direct), len(stack))
+    return [
+        Row(f"{what} direct (ms)", len(direct), pct(direct, 0.5), pct(direct, 0.99), section=section),
+        Row(f"{what} stack (ms)", len(stack), pct(stack, 0.5), pct(stack, 0.99), section=section),
+        Row(
+            f"{what} added (ms)",
+            n,
+            pct(stack, 0.5) - pct(direct, 0.5),
+            pct(stack, 0.99) - pct(direct, 0.99),
+            goals,
+            unit=" ms",
+            section=section,
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The sections
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(slots=True)
+class Bench:
+    upstream: str
+    stack: str
+    args: argparse.Namespace
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def warm_up(self) -> None:
+        direct, stack = RawClient(self.upstream), RawClient(self.stack)
+        failures = 0
+        for _ in range(self.args.warmup):
+            for stream in (True, False):
+                a = direct.post("/chat/completions", chat_body(INPUT_C1, stream=stream), SSEWatch("chat") if stream else None)
+                b = stack.post("/responses", responses_body(INPUT_C1, stream=stream), SSEWatch("responses") if stream else None)
+                failures += (a.error is not None) + (b.error is not None)
+        direct.close()
+        stack.close()
+        if failures:
+            self.notes.append(f"warm-up: {failures} failed requests")
+
+    def c1(self, stream: bool) -> tuple[list[Sample], list[Sample], dict[str, float]]:
+        """Alternate direct and stack requests over one keep-alive connection each."""
+        direct, stack = RawClient(self.upstream), RawClient(self.stack)
+        d_body, s_body = chat_body(INPUT_C1, stream=stream), responses_body(INPUT_C1, stream=stream)
+        d_out: list[Sample] = []
+        s_out: list[Sample] = []
+        gc.collect()
+        gc.disable()
+        before = cpu_snapshot(self.pids)
+        try:
+            for _ in range(self.args.n):
+                d_out.append(direct.post("/chat/completions", d_body, SSEWatch("chat") if stream else None))
+                s_out.append(stack.post("/responses", s_body, SSEWatch("responses") if stream else None))
+        finally:
+            gc.enable()
+            direct.close()
+            stack.close()
+        return d_out, s_out, cpu_delta(before, cpu_snapshot(self.pids))
+
+    def streams_c1(self) -> None:
+        section = f"c=1 streams, {CHUNKS} chunks, no upstream delay"
+        log(section)
+        d, s, cpu = self.c1(stream=True)
+        ok_d, ok_s = [x for x in d if x.error is None], [x for x in s if x.error is None]
+        self.rows += latency_rows(
+            section,
+            "TTFB",
+            [x.ttfb_ms for x in ok_d if x.ttfb_ms is not None],
+            [x.ttfb_ms for x in ok_s if x.ttfb_ms is not None],
+            [le(3), le(10, "p99")],
+        )
+        self.rows += latency_rows(
+            section,
+            "total",
+            [x.total_ms for x in ok_d if x.total_ms is not None],
+            [x.total_ms for x in ok_s if x.total_ms is not None],
+            [le(5)],
+        )
+        header = [x.overhead_ms for x in ok_s if x.overhead_ms is not None]
+        if header:
+            self.rows.append(
+                Row("x-overhead-ms header, stream (ms)", len(header), pct(header, 0.5), pct(header, 0.99), section=section)
+            )
+        self._cpu_rows(section, cpu, len(d))
+        self._errors(section, d, s)
+
+    def create_c1(self) -> None:
+        section = "c=1 non-streaming create, store=true (moto)"
+        log(section)
+        d, s, cpu = self.c1(stream=False)
+        ok_d, ok_s = [x for x in d if x.error is None], [x for x in s if x.error is None]
+        self.rows += latency_rows(
+            section,
+            "create",
+            [x.total_ms for x in ok_d if x.total_ms is not None],
+            [x.total_ms for x in ok_s if x.total_ms is not None],
+            [le(8)],
+        )
+        header = [x.overhead_ms for x in ok_s if x.overhead_ms is not None]
+        if header:
+            self.rows.append(Row("x-overhead-ms header (ms)", len(header), pct(header, 0.5), pct(header, 0.99), section=section))
+        else:
+            self.notes.append("non-streaming create: no x-overhead-ms header in the stack's answers")
+        self._cpu_rows(section, cpu, len(d))
+        self._errors(section, d, s)
+
+    def _cpu_rows(self, section: str, cpu: dict[str, float], n: int) -> None:
+        for role in ("upstream", "stack"):
+            if role in cpu and n:
+                self.rows.append(Row(f"{role} process CPU per request (ms)", n, cpu[role] * 1000 / n, section=section))
+
+    def _errors(self, section: str, direct: list[Sample], stack: list[Sample]) -> None:
+        for label, samples in (("direct", direct), ("stack", stack)):
+            bad = [s.error for s in samples if s.error is not None]
+            if bad:
+                self.notes.append(f"{section}: {label} {len(bad)} errors, e.g. {sorted(set(map(str, bad)))[:3]}")
+
+    async def _aiohttp_phases(self, plan: list[tuple[str, str, bytes, Kind]]) -> list[Phase]:
+        c, n = self.args.concurrency, self.args.concurrent_requests
+        connector = aiohttp.TCPConnector(limit=100)
+        timeout = aiohttp.ClientTimeout(total=120)
+        phases: list[Phase] = []
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            for label, url, body, kind in plan:
+
+                def one(url: str = url, body: bytes = body, kind: Kind = kind) -> Awaitable[Sample]:
+                    return aiohttp_stream(session, url, body, kind)
+
+                if label.startswith("warm-up"):
+                    phases.append(await run_phase(label, min(n, 2 * c), c, one))
+                    continue
+                gc.collect()
+                before = cpu_snapshot(self.pids)
+                phase = await run_phase(label, n, c, one)
+                phase.cpu = cpu_delta(before, cpu_snapshot(self.pids))
+                phases.append(phase)
+        return phases
+
+    def streams_c50(self) -> None:
+        c = self.args.concurrency
+        section = f"c={c} streams, upstream TTFT 20 ms + 2 ms/chunk"
+        log(section)
+        direct = (f"{self.upstream}/chat/completions", chat_body(INPUT_C50, stream=True), "chat")
+        stack = (f"{self.stack}/responses", responses_body(INPUT_C50, stream=True), "responses")
+        plan: list[tuple[str, str, bytes, Kind]] = [
+            ("warm-up direct", *direct),  # type: ignore[list-item]
+            ("warm-up stack", *stack),  # type: ignore[list-item]
+            ("direct 1", *direct),  # type: ignore[list-item]
+            ("stack", *stack),  # type: ignore[list-item]
+            ("direct 2", *direct),  # type: ignore[list-item]
+        ]
+        phases = {p.label: p for p in run_async(self._aiohttp_phases(plan))}
+        d1, st, d2 = phases["direct 1"], phases["stack"], phases["direct 2"]
+        d_ttfb, s_ttfb = d1.ttfb() + d2.ttfb(), st.ttfb()
+        self.rows += latency_rows(section, "TTFB", d_ttfb, s_ttfb, [le(50, "p99")])
+        d_total = [s.total_ms for s in d1.ok + d2.ok if s.total_ms is not None]
+        s_total = [s.total_ms for s in st.ok if s.total_ms is not None]
+        self.rows.append(Row("total direct (ms)", len(d_total), pct(d_total, 0.5), pct(d_total, 0.99), section=section))
+        self.rows.append(Row("total stack (ms)", len(s_total), pct(s_total, 0.5), pct(s_total, 0.99), section=section))
+        d_rate = (len(d1.ok) + len(d2.ok)) / (d1.wall_s + d2.wall_s)
+        self.rows.append(Row("throughput direct (req/s)", len(d1.samples) + len(d2.samples), d_rate, section=section))
+        self.rows.append(Row("throughput stack (req/s)", len(st.samples), st.rate, section=section))
+        self.rows.append(Row("throughput stack/direct (%)", None, 100 * st.rate / d_rate, goals=[ge(85)], unit=" %", section=section))
+        self.rows.append(Row("errors stack (count)", len(st.samples), st.errors, goals=[le(0)], section=section))
+        if d1.errors or d2.errors:
+            self.notes.append(f"c={c}: the DIRECT side had {d1.errors + d2.errors} errors (bench or upstream problem)")
+        for phase in (d1, d2):
+            self.notes.append(
+                f"c={c} {phase.label}: {phase.rate:.0f} req/s, TTFB p50/p99 {pct(phase.ttfb(), 0.5):.1f}/"
+                f"{pct(phase.ttfb(), 0.99):.1f} ms (the two direct runs show drift)"
+            )
+        errors = sorted({str(s.error) for s in st.samples if s.error is not None})
+        if errors:
+            self.notes.append(f"c={c} stack errors: {errors[:5]}")
+        if "stack" in st.cpu:
+            self.rows.append(
+                Row("stack process CPU per request (ms)", len(st.samples), st.cpu["stack"] * 1000 / len(st.samples), section=section)
+            )
+        if "upstream" in d1.cpu:
+            self.rows.append(
+                Row("upstream process CPU per request (ms)", len(d1.samples), d1.cpu["upstream"] * 1000 / len(d1.samples), section=section)
+            )
+        if "stack" in self.pids and (rss := peak_rss_mib(self.pids["stack"])) is not None:
+            self.rows.append(Row("stack process peak RSS (MiB)", None, rss, goals=[le(120)], unit=" MiB", section=section))
+        self.raw["c50"] = {p.label: {"rate": p.rate, "wall_s": p.wall_s, "errors": p.errors, "cpu_s": p.cpu} for p in phases.values()}
+
+    def client_choice(self) -> None:
+        c, n = self.args.concurrency, self.args.concurrent_requests
+        section = f"upstream HTTP client: c={c} streams to the scripted upstream (TTFT 20 + 2 ms/chunk)"
+        log(section)
+        url, body = f"{self.upstream}/chat/completions", chat_body(INPUT_C50, stream=True)
+
+        async def with_aiohttp() -> Phase:
+            connector = aiohttp.TCPConnector(limit=100)
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+                await run_phase("warm-up", 2 * c, c, lambda: aiohttp_stream(session, url, body, "chat"))
+                return await run_phase("aiohttp", n, c, lambda: aiohttp_stream(session, url, body, "chat"))
+
+        async def with_httpx() -> Phase:
+            limits = httpx.Limits(max_connections=100)
+            async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+                await run_phase("warm-up", 2 * c, c, lambda: httpx_stream(client, url, body, "chat"))
+                return await run_phase("httpx", n, c, lambda: httpx_stream(client, url, body, "chat"))
+
+        results: list[Phase] = []
+        for make in (with_aiohttp, with_httpx):
+            gc.collect()
+            results.append(run_async(make()))
+        rates = {p.label: p.rate for p in results}
+        for phase in results:
+            name = f"{phase.label} {version(phase.label)}"
+            t = phase.ttfb()
+            self.rows.append(Row(f"{name} TTFB (ms)", len(t), pct(t, 0.5), pct(t, 0.99), section=section))
+            self.rows.append(Row(f"{name} throughput (req/s)", len(phase.samples), phase.rate, section=section))
+            if phase.errors:
+                self.notes.append(f"{name}: {phase.errors} errors")
+        self.rows.append(
+            Row("httpx/aiohttp throughput (%)", None, 100 * rates["httpx"] / rates["aiohttp"], section=section)
+        )
+        self.raw["client_choice"] = {p.label: {"rate": p.rate, "errors": p.errors} for p in results}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Handler import probes
+
+_PROBE_HEAD = "import importlib.util, json, resource, sys, time\nstart = time.perf_counter()\n"
+_PROBE_FILE = """
+spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+"""
+_PROBE_TAIL = """
+elapsed = time.perf_counter() - start
+heavy = sorted({name.split(".")[0] for name in sys.modules} & {"mcp", "openai", "moto", "aiohttp", "starlette"})
+print(json.dumps({"ms": elapsed * 1000, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "heavy": heavy}))
+"""
+REFERENCES = {
+    "bare interpreter": "",
+    "boto3 + DynamoDB client": "import boto3\nboto3.client('dynamodb')\n",
+}
+
+
+def handler_modules() -> dict[str, Path]:
+    """Each function of template.yaml and the file its Lambda imports first."""
+    out: dict[str, Path] = {}
+    for route in load_template().routes:
+        fn = route.function
+        module = fn.asgi_target()[0] if fn.streams else fn.handler.rsplit(".", 1)[0]
+        out[fn.code_dir.name] = fn.code_dir / f"{module.replace('.', '/')}.py"
+    return dict(sorted(out.items()))
+
+
+def probe(code: str, argv: list[str], runs: int) -> list[dict[str, Any]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "layers" / "engine"), "AWS_DEFAULT_REGION": "us-east-1"}
+    out: list[dict[str, Any]] = []
+    for index in range(runs + 1):  # the first run warms .pyc and the page cache; it is not counted
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE_HEAD + code + _PROBE_TAIL, *argv],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        wall = (time.perf_counter() - started) * 1000
+        if index:
+            result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+            result["process_ms"] = wall
+            out.append(result)
+    return out
+
+
+def imports(runs: int) -> tuple[list[Row], list[str], dict[str, Any]]:
+    section = f"handler import, fresh interpreter, median of {runs} (p99 col = worst run)"
+    log(section)
+    rows: list[Row] = []
+    notes: list[str] = []
+    raw: dict[str, Any] = {}
+    targets: list[tuple[str, str, list[str], bool]] = [
+        (name, _PROBE_FILE, [str(path)], True) for name, path in handler_modules().items()
+    ]
+    targets += [(f"ref: {name}", code, [], False) for name, code in REFERENCES.items()]
+    for name, code, argv, gated in targets:
+        results = probe(code, argv, runs)
+        ms = [r["ms"] for r in results]
+        rss = [r["rss_mib"] for r in results]
+        raw[name] = results
+        rows.append(
+            Row(f"{name} import (ms)", runs, statistics.median(ms), max(ms), [le(350)] if gated else [], " ms", section)
+        )
+        rows.append(
+            Row(f"{name} RSS (MiB)", runs, statistics.median(rss), max(rss), [le(70)] if gated else [], " MiB", section)
+        )
+        heavy = results[-1]["heavy"]
+        if gated and heavy:
+            notes.append(f"{name} loads {', '.join(heavy)}")
+    return rows, notes, raw
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Main
+
+
+def run_async[T](coro: Awaitable[T]) -> T:
+    """Run ``coro`` on uvloop when installed (a lighter client leaves more of the 2 cores to the servers)."""
+
+    async def wrap() -> T:
+        return await coro
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(wrap())
+    return asyncio.run(wrap(), loop_factory=uvloop.new_event_loop)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "aiohttp": version("aiohttp"),
+        "httpx": version("httpx"),
+        "uvicorn": version("uvicorn"),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local.bench", description="Local stack vs the bare upstream.")
+    parser.add_argument("--n", type=int, default=200, help="requests per side in the c=1 sections (default 200)")
+    parser.add_argument("--warmup", type=int, default=30, help="c=1 warm-up requests per side and kind (default 30)")
+    parser.add_argument("--concurrency", type=int, default=50, help="workers in the concurrent sections (default 50)")
+    parser.add_argument(
+        "--concurrent-requests", type=int, default=500, help="requests per phase in the concurrent sections (default 500)"
+    )
+    parser.add_argument("--import-runs", type=int, default=5, help="measured interpreters per handler (default 5)")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
+    return parser.parse_args(argv)
+
+
+@contextmanager_iter
+def _noop() -> Iterator[None]:  # pragma: no cover - placeholder replaced below
+    yield
