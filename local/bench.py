@@ -43,7 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -257,7 +257,9 @@ async def aiohttp_stream(session: aiohttp.ClientSession, url: str, body: bytes, 
     watch = SSEWatch(kind)
     started = time.perf_counter()
     try:
-        async with session.post(url, data=body, headers={"content-type": "application/json", "authorization": AUTH}) as r:
+        async with session.post(
+            url, data=body, headers={"content-type": "application/json", "authorization": AUTH}
+        ) as r:
             if r.status != 200:
                 await r.read()
                 return Sample(error=f"HTTP {r.status}")
@@ -454,8 +456,7 @@ def _fmt(value: float | None) -> str:
 def render(rows: list[Row]) -> str:
     header = ("metric", "n", "p50", "p99", "goal", "meets?")
     cells = [header] + [
-        (r.metric, "" if r.n is None else str(r.n), _fmt(r.p50), _fmt(r.p99), r.goal_text(), r.verdict())
-        for r in rows
+        (r.metric, "" if r.n is None else str(r.n), _fmt(r.p50), _fmt(r.p99), r.goal_text(), r.verdict()) for r in rows
     ]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     lines: list[str] = []
@@ -512,8 +513,12 @@ class Bench:
         failures = 0
         for _ in range(self.args.warmup):
             for stream in (True, False):
-                a = direct.post("/chat/completions", chat_body(INPUT_C1, stream=stream), SSEWatch("chat") if stream else None)
-                b = stack.post("/responses", responses_body(INPUT_C1, stream=stream), SSEWatch("responses") if stream else None)
+                a = direct.post(
+                    "/chat/completions", chat_body(INPUT_C1, stream=stream), SSEWatch("chat") if stream else None
+                )
+                b = stack.post(
+                    "/responses", responses_body(INPUT_C1, stream=stream), SSEWatch("responses") if stream else None
+                )
                 failures += (a.error is not None) + (b.error is not None)
         direct.close()
         stack.close()
@@ -561,7 +566,13 @@ class Bench:
         header = [x.overhead_ms for x in ok_s if x.overhead_ms is not None]
         if header:
             self.rows.append(
-                Row("x-overhead-ms header, stream (ms)", len(header), pct(header, 0.5), pct(header, 0.99), section=section)
+                Row(
+                    "x-overhead-ms header, stream (ms)",
+                    len(header),
+                    pct(header, 0.5),
+                    pct(header, 0.99),
+                    section=section,
+                )
             )
         self._cpu_rows(section, cpu, len(d))
         self._errors(section, d, s)
@@ -580,7 +591,9 @@ class Bench:
         )
         header = [x.overhead_ms for x in ok_s if x.overhead_ms is not None]
         if header:
-            self.rows.append(Row("x-overhead-ms header (ms)", len(header), pct(header, 0.5), pct(header, 0.99), section=section))
+            self.rows.append(
+                Row("x-overhead-ms header (ms)", len(header), pct(header, 0.5), pct(header, 0.99), section=section)
+            )
         else:
             self.notes.append("non-streaming create: no x-overhead-ms header in the stack's answers")
         self._cpu_rows(section, cpu, len(d))
@@ -622,14 +635,14 @@ class Bench:
         c = self.args.concurrency
         section = f"c={c} streams, upstream TTFT 20 ms + 2 ms/chunk"
         log(section)
-        direct = (f"{self.upstream}/chat/completions", chat_body(INPUT_C50, stream=True), "chat")
-        stack = (f"{self.stack}/responses", responses_body(INPUT_C50, stream=True), "responses")
+        d_url, d_body = f"{self.upstream}/chat/completions", chat_body(INPUT_C50, stream=True)
+        s_url, s_body = f"{self.stack}/responses", responses_body(INPUT_C50, stream=True)
         plan: list[tuple[str, str, bytes, Kind]] = [
-            ("warm-up direct", *direct),  # type: ignore[list-item]
-            ("warm-up stack", *stack),  # type: ignore[list-item]
-            ("direct 1", *direct),  # type: ignore[list-item]
-            ("stack", *stack),  # type: ignore[list-item]
-            ("direct 2", *direct),  # type: ignore[list-item]
+            ("warm-up direct", d_url, d_body, "chat"),
+            ("warm-up stack", s_url, s_body, "responses"),
+            ("direct 1", d_url, d_body, "chat"),
+            ("stack", s_url, s_body, "responses"),
+            ("direct 2", d_url, d_body, "chat"),
         ]
         phases = {p.label: p for p in run_async(self._aiohttp_phases(plan))}
         d1, st, d2 = phases["direct 1"], phases["stack"], phases["direct 2"]
@@ -642,7 +655,9 @@ class Bench:
         d_rate = (len(d1.ok) + len(d2.ok)) / (d1.wall_s + d2.wall_s)
         self.rows.append(Row("throughput direct (req/s)", len(d1.samples) + len(d2.samples), d_rate, section=section))
         self.rows.append(Row("throughput stack (req/s)", len(st.samples), st.rate, section=section))
-        self.rows.append(Row("throughput stack/direct (%)", None, 100 * st.rate / d_rate, goals=[ge(85)], unit=" %", section=section))
+        self.rows.append(
+            Row("throughput stack/direct (%)", None, 100 * st.rate / d_rate, goals=[ge(85)], unit=" %", section=section)
+        )
         self.rows.append(Row("errors stack (count)", len(st.samples), st.errors, goals=[le(0)], section=section))
         if d1.errors or d2.errors:
             self.notes.append(f"c={c}: the DIRECT side had {d1.errors + d2.errors} errors (bench or upstream problem)")
@@ -656,15 +671,29 @@ class Bench:
             self.notes.append(f"c={c} stack errors: {errors[:5]}")
         if "stack" in st.cpu:
             self.rows.append(
-                Row("stack process CPU per request (ms)", len(st.samples), st.cpu["stack"] * 1000 / len(st.samples), section=section)
+                Row(
+                    "stack process CPU per request (ms)",
+                    len(st.samples),
+                    st.cpu["stack"] * 1000 / len(st.samples),
+                    section=section,
+                )
             )
         if "upstream" in d1.cpu:
             self.rows.append(
-                Row("upstream process CPU per request (ms)", len(d1.samples), d1.cpu["upstream"] * 1000 / len(d1.samples), section=section)
+                Row(
+                    "upstream process CPU per request (ms)",
+                    len(d1.samples),
+                    d1.cpu["upstream"] * 1000 / len(d1.samples),
+                    section=section,
+                )
             )
         if "stack" in self.pids and (rss := peak_rss_mib(self.pids["stack"])) is not None:
-            self.rows.append(Row("stack process peak RSS (MiB)", None, rss, goals=[le(120)], unit=" MiB", section=section))
-        self.raw["c50"] = {p.label: {"rate": p.rate, "wall_s": p.wall_s, "errors": p.errors, "cpu_s": p.cpu} for p in phases.values()}
+            self.rows.append(
+                Row("stack process peak RSS (MiB)", None, rss, goals=[le(120)], unit=" MiB", section=section)
+            )
+        self.raw["c50"] = {
+            p.label: {"rate": p.rate, "wall_s": p.wall_s, "errors": p.errors, "cpu_s": p.cpu} for p in phases.values()
+        }
 
     def client_choice(self) -> None:
         c, n = self.args.concurrency, self.args.concurrent_requests
@@ -785,17 +814,13 @@ def imports(runs: int) -> tuple[list[Row], list[str], dict[str, Any]]:
 # Main
 
 
-def run_async[T](coro: Awaitable[T]) -> T:
+def run_async[T](coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on uvloop when installed (a lighter client leaves more of the 2 cores to the servers)."""
-
-    async def wrap() -> T:
-        return await coro
-
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(wrap())
-    return asyncio.run(wrap(), loop_factory=uvloop.new_event_loop)
+        return asyncio.run(coro)
+    return asyncio.run(coro, loop_factory=uvloop.new_event_loop)
 
 
 def machine() -> dict[str, Any]:
@@ -824,13 +849,72 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=30, help="c=1 warm-up requests per side and kind (default 30)")
     parser.add_argument("--concurrency", type=int, default=50, help="workers in the concurrent sections (default 50)")
     parser.add_argument(
-        "--concurrent-requests", type=int, default=500, help="requests per phase in the concurrent sections (default 500)"
+        "--concurrent-requests",
+        type=int,
+        default=500,
+        help="requests per phase in the concurrent sections (default 500)",
     )
     parser.add_argument("--import-runs", type=int, default=5, help="measured interpreters per handler (default 5)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     return parser.parse_args(argv)
 
 
-@contextmanager_iter
-def _noop() -> Iterator[None]:  # pragma: no cover - placeholder replaced below
-    yield
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    facts = machine()
+    rows: list[Row] = []
+    notes: list[str] = []
+    raw: dict[str, Any] = {}
+    log("starting the scripted upstream and the local stack")
+    with serve_process(UpstreamConfig(chunks=CHUNKS, model=MODEL)) as upstream:
+        with running_stack(upstream_base_url=upstream) as stack:
+            bench = Bench(upstream, stack, args, pids=_children())
+            log(f"warm-up ({args.warmup} requests per side and kind)")
+            bench.warm_up()
+            bench.streams_c1()
+            bench.create_c1()
+            bench.streams_c50()
+            bench.client_choice()
+            rows += bench.rows
+            notes += bench.notes
+            raw.update(bench.raw)
+    import_rows, import_notes, raw["imports"] = imports(args.import_runs)
+    rows += import_rows
+    notes += import_notes
+    duration = time.perf_counter() - started
+
+    checks = [g.met(r) for r in rows for g in r.goals]
+    met = sum(checks)
+    print()
+    print(
+        f"machine: nproc={facts['nproc']} cpu={facts['cpu']!r} python={facts['python']} "
+        f"aiohttp={facts['aiohttp']} httpx={facts['httpx']} uvicorn={facts['uvicorn']}"
+    )
+    print()
+    print(render(rows))
+    if notes:
+        print()
+        for note in notes:
+            print(f"note: {note}")
+    print()
+    print(f"bench duration: {duration:.1f} s")
+    print(f"SUMMARY: {met}/{len(checks)} goals met" + ("" if met == len(checks) else " (see ✗ rows)"))
+    if args.json is not None:
+        doc = {
+            "machine": facts,
+            "duration_s": duration,
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "goals_met": met,
+            "goals": len(checks),
+            "rows": [asdict(r) | {"goal": r.goal_text(), "meets": r.verdict()} for r in rows],
+            "notes": notes,
+            "raw": raw,
+        }
+        args.json.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

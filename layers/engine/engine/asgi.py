@@ -40,9 +40,12 @@ def tenant_of(request: Request) -> str:
 
 def _record(run: CreateRun) -> None:
     """One metric per finished response (no Lambda handler wraps an ASGI app, so flush here)."""
-    metrics.add_metric(name=f"Responses{run.response.status.title()}", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="OverheadMs", unit=MetricUnit.Milliseconds, value=round(run.overhead_ms, 3))
-    metrics.flush_metrics()
+    try:
+        metrics.add_metric(name=f"Responses{run.response.status.title()}", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="OverheadMs", unit=MetricUnit.Milliseconds, value=round(run.overhead_ms, 3))
+        metrics.flush_metrics()
+    except Exception:  # metrics must never break an answer already sent
+        logger.exception("could not publish metrics")
 
 
 async def _parse(request: Request) -> ResponseCreateParams:
