@@ -31,7 +31,7 @@ from .providers import ChatRequest, Provider, ProviderError, get_provider
 from .providers.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from .storage import get_store
 from .streaming import ResponseStream
-from .tools import chat_tool_choice, prepare_tools
+from .tools import apply_tool_choice, check_pairing, prepare_tools
 
 __all__ = [
     "CreateRun",
@@ -97,6 +97,8 @@ async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: 
         if loaded is None:
             raise PreviousResponseNotFoundError(params.previous_response_id)
         context, ancestors = loaded.items, loaded.ancestors
+    check_pairing(context + input_items)
+    offered_tools, chat_choice = apply_tool_choice(params.tool_choice, chat_tools)
     if params.store:
         store.check_items(input_items)
     response = Response(
@@ -128,9 +130,9 @@ async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: 
         temperature=params.temperature,
         top_p=params.top_p,
         max_output_tokens=params.max_output_tokens,
-        tools=chat_tools,
-        tool_choice=chat_tool_choice(params.tool_choice) if chat_tools else None,
-        parallel_tool_calls=params.parallel_tool_calls if chat_tools else None,
+        tools=offered_tools,
+        tool_choice=chat_choice,
+        parallel_tool_calls=params.parallel_tool_calls if offered_tools else None,
         reasoning_effort=params.reasoning.effort if params.reasoning else None,
         user=params.safety_identifier or params.user,
     )

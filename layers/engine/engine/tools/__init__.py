@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .function import chat_tool_choice, prepare_tools
+from .function import apply_tool_choice, prepare_tools
+from .pairing import check_pairing
 
-__all__ = ["chat_tool_choice", "prepare_tools"]
+__all__ = ["apply_tool_choice", "check_pairing", "prepare_tools"]
