@@ -48,7 +48,20 @@ lint: bootstrap
 template-check: bootstrap .cache/sam/.synced
 	$(VENV_PY) -m local.template_check
 
-test: lint template-check layer-requirements-check
+# The MCP tests also talk to a third-party server, npm's @modelcontextprotocol/server-everything (pinned; installed
+# into .cache/npm, never globally). Without npm, or offline, make test still runs: those tests skip with a reason.
+SERVER_EVERYTHING := @modelcontextprotocol/server-everything@2026.8.31
+
+.cache/npm/.installed: Makefile
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: the tests against $(SERVER_EVERYTHING) will be skipped"; \
+	elif npm install --prefix .cache/npm --no-audit --no-fund --save-exact $(SERVER_EVERYTHING); then \
+		touch $@; \
+	else \
+		echo "npm install failed: the tests against $(SERVER_EVERYTHING) will be skipped"; \
+	fi
+
+test: lint template-check layer-requirements-check .cache/npm/.installed
 	.venv/bin/pytest
 
 bench: bootstrap

@@ -24,6 +24,8 @@ def _configure_environment(table: str) -> None:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    # Local MCP servers live on 127.0.0.1; a deployment refuses private and loopback addresses.
+    os.environ.setdefault("MCP_ALLOW_PRIVATE_NETWORKS", "true")
 
 
 def main() -> int:

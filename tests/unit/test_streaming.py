@@ -10,6 +10,7 @@ from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import ResponseStreamEvent as SDKStreamEvent
 from pydantic import TypeAdapter
 
+from engine.models.items import ResponseOutputMessage
 from engine.models.response import Response
 from engine.providers.base import ToolCallDelta
 from engine.streaming import ResponseStream, sse_encode
@@ -62,7 +63,8 @@ def test_failure_closes_items_and_ends_failed():
     events.append(stream.terminal())
     types = [e.type for e in events]
     assert types[-4:] == ["response.content_part.done", "response.output_item.done", "error", "response.failed"]
-    assert stream.response.output[0].status == "incomplete"
+    message = stream.response.output[0]
+    assert isinstance(message, ResponseOutputMessage) and message.status == "incomplete"
     assert stream.response.error is not None and stream.response.error.message == "upstream broke"
     for event in events:
         _SDK_EVENT.validate_python(event.model_dump(mode="json"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .errors import InvalidRequestError
@@ -15,9 +16,15 @@ from .models.items import (
     ReasoningItem,
 )
 
-__all__ = ["normalize_input", "to_chat_messages"]
+__all__ = ["mcp_result_text", "normalize_input", "to_chat_messages"]
 
-_ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+_ID_PREFIX = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+    "mcp_approval_response": "mcpa",
+}
 
 
 def _message_item(item: Message) -> dict[str, Any]:
@@ -91,11 +98,39 @@ def _output_text(output: Any) -> str | list[dict[str, Any]]:
     return output if isinstance(output, str) else _text_parts(output)
 
 
-def to_chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def mcp_result_text(item: dict[str, Any]) -> str:
+    """What the model is shown of an MCP call: its output, or its error (a tool error is for the model to see)."""
+    if item.get("error"):
+        error = item["error"]
+        if isinstance(error, dict):
+            detail = error.get("message") or " ".join(
+                str(part.get("text", "")) for part in error.get("content") or [] if isinstance(part, dict)
+            )
+            return f"Error ({error.get('type', 'error')}): {detail}"
+        return f"Error: {error}"
+    return str(item.get("output") or "")
+
+
+def _add_tool_call(messages: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    last = messages[-1] if messages else None
+    if last is not None and last["role"] == "assistant":
+        last.setdefault("tool_calls", []).append(call)
+        if last.get("content") == "":
+            last["content"] = None
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def to_chat_messages(
+    instructions: str | None,
+    items: list[dict[str, Any]],
+    mcp_tool_name: Callable[[str, str], str] = lambda label, name: name,
+) -> list[dict[str, Any]]:
     """Stored/request items → Chat Completions ``messages``.
 
-    ``developer`` becomes ``system`` (several upstreams reject the developer role), consecutive function calls
-    join one assistant message with ``tool_calls``, and reasoning items stay server-side.
+    ``developer`` becomes ``system`` (several upstreams reject the developer role), consecutive function and
+    MCP calls join one assistant message with ``tool_calls`` (an MCP call becomes a call plus its result,
+    named as the model is offered that tool now), and reasoning, tool lists and approvals stay server-side.
     """
     messages: list[dict[str, Any]] = []
     if instructions:
@@ -107,18 +142,13 @@ def to_chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> l
             content = _text_parts(item.get("content") or [])
             messages.append({"role": role, "content": content})
         elif kind == "function_call":
-            call = {
-                "id": item["call_id"],
-                "type": "function",
-                "function": {"name": item["name"], "arguments": item.get("arguments") or ""},
-            }
-            last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant":
-                last.setdefault("tool_calls", []).append(call)
-                if last.get("content") == "":
-                    last["content"] = None
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            function = {"name": item["name"], "arguments": item.get("arguments") or ""}
+            _add_tool_call(messages, {"id": item["call_id"], "type": "function", "function": function})
+        elif kind == "mcp_call":
+            name = mcp_tool_name(item["server_label"], item["name"])
+            function = {"name": name, "arguments": item.get("arguments") or "{}"}
+            _add_tool_call(messages, {"id": item["id"], "type": "function", "function": function})
+            messages.append({"role": "tool", "tool_call_id": item["id"], "content": mcp_result_text(item)})
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": _output_text(item["output"])})
     return messages

@@ -15,23 +15,21 @@ from typing import Any, Literal
 from .conversation import normalize_input, to_chat_messages
 from .errors import InvalidRequestError, NotFoundError, PreviousResponseNotFoundError
 from .ids import new_id
+from .loop import Approval, run_loop
 from .models.events import ResponseStreamEvent
 from .models.request import Reasoning, ResponseCreateParams, ResponseTextConfig
 from .models.response import (
-    InputTokensDetails,
-    OutputTokensDetails,
     Response,
     ResponseDeleted,
     ResponseItemList,
     ResponseList,
-    ResponseUsage,
 )
 from .observability import logger
-from .providers import ChatRequest, Provider, ProviderError, get_provider
-from .providers.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from .providers import ChatRequest, Provider, get_provider
+from .settings import get_settings
 from .storage import get_store
 from .streaming import ResponseStream
-from .tools import apply_tool_choice, check_pairing, prepare_tools
+from .tools import ToolSet, build_toolset, check_pairing
 
 __all__ = [
     "CreateRun",
@@ -43,8 +41,6 @@ __all__ = [
     "prepare_create",
     "run_create",
 ]
-
-_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
 @dataclass(slots=True)
@@ -58,6 +54,8 @@ class CreateRun:
     ancestors: list[str]
     chat: ChatRequest
     provider: Provider
+    tools: ToolSet
+    approvals: list[Approval]
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
 
@@ -84,11 +82,33 @@ def _reject_unsupported(params: ResponseCreateParams) -> None:
         logger.info("ignoring unknown request fields", extra={"fields": sorted(params.model_extra)})
 
 
+def _approvals(items: list[dict[str, Any]], new: list[dict[str, Any]], tools: ToolSet) -> list[Approval]:
+    """The request's ``mcp_approval_response`` items, each checked against the approval request it answers."""
+    requests = {i["id"]: i for i in items if i.get("type") == "mcp_approval_request"}
+    approvals: list[Approval] = []
+    for index, item in enumerate(new):
+        if item.get("type") != "mcp_approval_response":
+            continue
+        request = requests.get(item["approval_request_id"])
+        if request is None:
+            raise InvalidRequestError(
+                f"No approval request found with id '{item['approval_request_id']}'.", param=f"input[{index}]"
+            )
+        if request["server_label"] not in tools.servers:
+            raise InvalidRequestError(
+                f"The approved call needs MCP server '{request['server_label']}' in 'tools'.", param="tools"
+            )
+        approvals.append(Approval(request, bool(item["approve"])))
+    return approvals
+
+
 async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: float | None = None) -> CreateRun:
     """Validate and resolve everything a create needs; raises ``APIError`` (4xx) before anything streams."""
     _reject_unsupported(params)
     input_items = normalize_input(params.input)
-    tools, chat_tools = prepare_tools(params.tools)
+    tools = await build_toolset(
+        params.tools, params.tool_choice, allow_private=get_settings().mcp_allow_private_networks
+    )
     store = get_store()
     context: list[dict[str, Any]] = []
     ancestors: list[str] = []
@@ -98,7 +118,8 @@ async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: 
             raise PreviousResponseNotFoundError(params.previous_response_id)
         context, ancestors = loaded.items, loaded.ancestors
     check_pairing(context + input_items)
-    offered_tools, chat_choice = apply_tool_choice(params.tool_choice, chat_tools)
+    approvals = _approvals(context + input_items, input_items, tools)
+    tools.remember_listings(context + input_items)
     if params.store:
         store.check_items(input_items)
     response = Response(
@@ -117,7 +138,7 @@ async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: 
         top_logprobs=params.top_logprobs or 0,
         text=params.text or ResponseTextConfig(),
         tool_choice=params.tool_choice or "auto",
-        tools=tools,
+        tools=tools.echoed,
         truncation=params.truncation or "disabled",
         user=params.user,
         safety_identifier=params.safety_identifier,
@@ -126,32 +147,18 @@ async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: 
     )
     chat = ChatRequest(
         model=params.model,
-        messages=to_chat_messages(params.instructions, context + input_items),
+        messages=to_chat_messages(params.instructions, context + input_items, tools.chat_name),
         temperature=params.temperature,
         top_p=params.top_p,
         max_output_tokens=params.max_output_tokens,
-        tools=offered_tools,
-        tool_choice=chat_choice,
-        parallel_tool_calls=params.parallel_tool_calls if offered_tools else None,
+        parallel_tool_calls=params.parallel_tool_calls,
         reasoning_effort=params.reasoning.effort if params.reasoning else None,
         user=params.safety_identifier or params.user,
     )
-    run = CreateRun(tenant, params, response, input_items, ancestors, chat, get_provider())
+    run = CreateRun(tenant, params, response, input_items, ancestors, chat, get_provider(), tools, approvals)
     if started is not None:
         run.started = started
     return run
-
-
-def _usage(usage: Usage | None) -> ResponseUsage:
-    if usage is None:
-        return ResponseUsage()
-    return ResponseUsage(
-        input_tokens=usage.input_tokens,
-        input_tokens_details=InputTokensDetails(cached_tokens=usage.cached_tokens),
-        output_tokens=usage.output_tokens,
-        output_tokens_details=OutputTokensDetails(reasoning_tokens=usage.reasoning_tokens),
-        total_tokens=usage.input_tokens + usage.output_tokens,
-    )
 
 
 async def run_create(run: CreateRun) -> AsyncIterator[ResponseStreamEvent]:
@@ -159,35 +166,7 @@ async def run_create(run: CreateRun) -> AsyncIterator[ResponseStreamEvent]:
     stream = ResponseStream(run.response)
     for event in stream.start():
         yield event
-    usage: Usage | None = None
-    finish: str | None = None
-    upstream = run.provider.stream(run.chat).__aiter__()
-    try:
-        while True:
-            waited = time.perf_counter()
-            try:
-                delta = await anext(upstream)
-            except StopAsyncIteration:
-                break
-            finally:
-                run.upstream_seconds += time.perf_counter() - waited
-            if isinstance(delta, TextDelta):
-                events = stream.text(delta.text)
-            elif isinstance(delta, ReasoningDelta):
-                events = stream.reasoning(delta.text)
-            elif isinstance(delta, ToolCallDelta):
-                events = stream.tool_call(delta)
-            elif isinstance(delta, Usage):
-                usage, events = delta, []
-            elif isinstance(delta, Finish):
-                finish, events = delta.reason, []
-            for event in events:
-                yield event
-        closing = stream.finish(_usage(usage), _INCOMPLETE.get(finish or "stop"))
-    except ProviderError as exc:
-        logger.warning("upstream failed", extra={"code": exc.code, "status": exc.status, "error": exc.message})
-        closing = stream.fail(exc.code, exc.message, _usage(usage))
-    for event in closing:
+    async for event in run_loop(run, stream):
         yield event
     if run.response.store:
         try:

@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     # The longest chain of previous_response_id hops a request may load.
     max_chain_length: int = Field(default=1000, ge=1)
+    # Model turns in one response (each MCP round trip is one more turn).
+    max_turns: int = Field(default=16, ge=1, le=200)
+    # MCP: a deployment refuses servers on loopback/private/link-local addresses; the local stack allows them.
+    mcp_allow_private_networks: bool = False
+    mcp_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    mcp_call_timeout_seconds: float = Field(default=60.0, gt=0)
+    mcp_max_output_bytes: int = Field(default=100_000, ge=1_000)
     default_tenant: str = "default"
 
 

@@ -9,7 +9,9 @@ Event order per item (responses-spec.md §4.3): ``output_item.added`` → ``cont
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from .ids import new_id
 from .models.events import (
@@ -23,6 +25,14 @@ from .models.events import (
     ResponseFunctionCallArgumentsDoneEvent,
     ResponseIncompleteEvent,
     ResponseInProgressEvent,
+    ResponseMcpCallArgumentsDeltaEvent,
+    ResponseMcpCallArgumentsDoneEvent,
+    ResponseMcpCallCompletedEvent,
+    ResponseMcpCallFailedEvent,
+    ResponseMcpCallInProgressEvent,
+    ResponseMcpListToolsCompletedEvent,
+    ResponseMcpListToolsFailedEvent,
+    ResponseMcpListToolsInProgressEvent,
     ResponseOutputItemAddedEvent,
     ResponseOutputItemDoneEvent,
     ResponseReasoningTextDeltaEvent,
@@ -32,6 +42,9 @@ from .models.events import (
     ResponseTextDoneEvent,
 )
 from .models.items import (
+    McpApprovalRequest,
+    McpCall,
+    McpListTools,
     ReasoningText,
     ResponseFunctionToolCall,
     ResponseOutputMessage,
@@ -41,7 +54,7 @@ from .models.items import (
 from .models.response import IncompleteDetails, Response, ResponseError, ResponseUsage
 from .providers.base import ToolCallDelta
 
-__all__ = ["ResponseStream", "sse_encode"]
+__all__ = ["CallKind", "ResponseStream", "TurnCall", "TurnResult", "sse_encode"]
 
 _SSE_DONE = b"data: [DONE]\n\n"
 
@@ -49,6 +62,29 @@ _SSE_DONE = b"data: [DONE]\n\n"
 def sse_encode(event: ResponseStreamEvent) -> bytes:
     """One SSE frame: ``event:`` equal to ``data.type`` and one single-line ``data:``."""
     return b"event: " + event.type.encode() + b"\ndata: " + event.model_dump_json().encode() + b"\n\n"
+
+
+CallKind = Literal["function", "mcp", "approval", "ignore"]
+# chat name -> (kind, MCP server label, tool name); decided once per call, when its name is known.
+Classifier = Callable[[str], tuple[CallKind, str | None, str]]
+
+
+@dataclass(slots=True)
+class TurnCall:
+    """One tool call the model made in a turn, and the item it became."""
+
+    kind: CallKind
+    chat_name: str
+    arguments: str
+    call_id: str
+    item: ResponseFunctionToolCall | McpCall | McpApprovalRequest | None = None
+    index: int = -1
+
+
+@dataclass(slots=True)
+class TurnResult:
+    text: str = ""
+    calls: list[TurnCall] = field(default_factory=list)
 
 
 class _OpenText:
@@ -62,6 +98,22 @@ class _OpenText:
         self.text: list[str] = []
 
 
+class _PendingCall:
+    """A tool call whose deltas are arriving; it becomes a ``TurnCall`` once its name is known."""
+
+    __slots__ = ("arguments", "call", "call_id", "name")
+
+    def __init__(self, call_id: str | None) -> None:
+        self.arguments: list[str] = []
+        self.name = ""
+        self.call: TurnCall | None = None
+        self.call_id = call_id or ""
+
+
+def _unclassified(name: str) -> tuple[CallKind, str | None, str]:
+    return "function", None, name
+
+
 class ResponseStream:
     """Builds the event sequence of one response and the final ``Response`` from provider deltas."""
 
@@ -71,12 +123,22 @@ class ResponseStream:
         self.response = response
         self._seq = 0
         self._open: _OpenText | None = None
-        self._calls: dict[int, tuple[int, ResponseFunctionToolCall]] = {}
+        self._pending: dict[int, _PendingCall] = {}
+        self._classify: Classifier = _unclassified
+        self._turn_text: list[str] = []
 
     def _stamp[E: ResponseStreamEvent](self, event: E) -> E:
         event.sequence_number = self._seq
         self._seq += 1
         return event
+
+    def _add(self, item: Any) -> tuple[int, ResponseStreamEvent]:
+        index = len(self.response.output)
+        self.response.output.append(item)
+        return index, self._stamp(ResponseOutputItemAddedEvent(output_index=index, item=item.model_dump()))
+
+    def _done(self, index: int, item: Any) -> ResponseStreamEvent:
+        return self._stamp(ResponseOutputItemDoneEvent(output_index=index, item=item.model_dump()))
 
     @property
     def next_sequence_number(self) -> int:
@@ -122,12 +184,17 @@ class ResponseStream:
             return self._stamp(ResponseIncompleteEvent(response=self.response))
         return self._stamp(ResponseCompletedEvent(response=self.response))
 
-    # --- deltas ------------------------------------------------------------------------------------------------
+    # --- one model turn ----------------------------------------------------------------------------------------
+
+    def begin_turn(self, classify: Classifier) -> None:
+        self._classify = classify
+        self._turn_text = []
 
     def text(self, delta: str) -> list[ResponseStreamEvent]:
         events = self._ensure_open("message")
         assert self._open is not None
         self._open.text.append(delta)
+        self._turn_text.append(delta)
         events.append(
             self._stamp(
                 ResponseTextDeltaEvent(
@@ -151,28 +218,146 @@ class ResponseStream:
         return events
 
     def tool_call(self, delta: ToolCallDelta) -> list[ResponseStreamEvent]:
-        """Function-call arguments pass through as they arrive (``function_call_arguments.delta``)."""
+        """Arguments pass through as they arrive: ``function_call_arguments.delta`` for function tools,
+        ``mcp_call_arguments.delta`` for MCP tools; calls that need approval are shown whole at turn end."""
         events = self._close_open()
-        entry = self._calls.get(delta.index)
-        if entry is None:
-            item = ResponseFunctionToolCall(
-                id=new_id("fc"), call_id=delta.call_id or new_id("call"), name=delta.name or ""
-            )
-            index = len(self.response.output)
-            self.response.output.append(item)
-            entry = self._calls[delta.index] = (index, item)
-            events.append(self._stamp(ResponseOutputItemAddedEvent(output_index=index, item=item.model_dump())))
-        index, item = entry
-        if delta.name and not item.name:
-            item.name = delta.name
+        pending = self._pending.get(delta.index)
+        if pending is None:
+            pending = self._pending[delta.index] = _PendingCall(delta.call_id)
+        if delta.name and not pending.name:
+            pending.name = delta.name
         if delta.arguments:
-            item.arguments += delta.arguments
-            events.append(
-                self._stamp(
-                    ResponseFunctionCallArgumentsDeltaEvent(item_id=item.id, output_index=index, delta=delta.arguments)
-                )
-            )
+            pending.arguments.append(delta.arguments)
+        if pending.call is None and pending.name:
+            events.extend(self._open_call(pending))
+        elif pending.call is not None and delta.arguments:
+            events.extend(self._argument_delta(pending.call, delta.arguments))
         return events
+
+    def _open_call(self, pending: _PendingCall) -> list[ResponseStreamEvent]:
+        kind, label, name = self._classify(pending.name)
+        call = TurnCall(kind, pending.name, "", pending.call_id or new_id("call"))
+        pending.call = call
+        if kind == "function":
+            call.item = ResponseFunctionToolCall(id=new_id("fc"), call_id=call.call_id, name=name)
+        elif kind == "mcp":
+            call.item = McpCall(id=new_id("mcp"), server_label=label or "", name=name, status="in_progress")
+        elif kind == "approval":
+            call.item = McpApprovalRequest(id=new_id("mcpr"), server_label=label or "", name=name)
+        events: list[ResponseStreamEvent] = []
+        if kind in ("function", "mcp"):
+            call.index, added = self._add(call.item)
+            events.append(added)
+        buffered = "".join(pending.arguments)
+        if buffered:
+            events.extend(self._argument_delta(call, buffered))
+        return events
+
+    def _argument_delta(self, call: TurnCall, delta: str) -> list[ResponseStreamEvent]:
+        call.arguments += delta
+        item = call.item
+        if isinstance(item, ResponseFunctionToolCall):
+            item.arguments += delta
+            return [
+                self._stamp(
+                    ResponseFunctionCallArgumentsDeltaEvent(item_id=item.id, output_index=call.index, delta=delta)
+                )
+            ]
+        if isinstance(item, McpCall):
+            item.arguments += delta
+            return [
+                self._stamp(ResponseMcpCallArgumentsDeltaEvent(item_id=item.id, output_index=call.index, delta=delta))
+            ]
+        if isinstance(item, McpApprovalRequest):
+            item.arguments += delta
+        return []
+
+    def end_turn(self, status: str = "completed") -> tuple[list[ResponseStreamEvent], TurnResult]:
+        """Close the turn's text and its calls' arguments. MCP calls stay open until they have run."""
+        events = self._close_open(status)
+        result = TurnResult(text="".join(self._turn_text))
+        for position in sorted(self._pending):
+            pending = self._pending[position]
+            if pending.call is None:  # a call that never got a name: keep it as a function call
+                pending.name = pending.name or "unknown"
+                events.extend(self._open_call(pending))
+            call = pending.call
+            assert call is not None
+            item = call.item
+            if isinstance(item, ResponseFunctionToolCall):
+                item.status = status  # type: ignore[assignment]
+                events.append(
+                    self._stamp(
+                        ResponseFunctionCallArgumentsDoneEvent(
+                            item_id=item.id, output_index=call.index, arguments=item.arguments, name=item.name
+                        )
+                    )
+                )
+                events.append(self._done(call.index, item))
+            elif isinstance(item, McpCall):
+                events.append(
+                    self._stamp(
+                        ResponseMcpCallArgumentsDoneEvent(
+                            item_id=item.id, output_index=call.index, arguments=item.arguments
+                        )
+                    )
+                )
+            elif isinstance(item, McpApprovalRequest):
+                call.index, added = self._add(item)
+                events.extend([added, self._done(call.index, item)])
+            result.calls.append(call)
+        self._pending.clear()
+        return events, result
+
+    # --- MCP items ---------------------------------------------------------------------------------------------
+
+    def mcp_list_started(self, server_label: str) -> tuple[list[ResponseStreamEvent], McpListTools, int]:
+        item = McpListTools(id=new_id("mcpl"), server_label=server_label)
+        index, added = self._add(item)
+        progress = self._stamp(ResponseMcpListToolsInProgressEvent(item_id=item.id, output_index=index))
+        return [added, progress], item, index
+
+    def mcp_list_finished(
+        self, item: McpListTools, index: int, tools: list[dict[str, Any]], error: str | None
+    ) -> list[ResponseStreamEvent]:
+        item.tools, item.error = tools, error
+        event_type = ResponseMcpListToolsFailedEvent if error else ResponseMcpListToolsCompletedEvent
+        return [self._stamp(event_type(item_id=item.id, output_index=index)), self._done(index, item)]
+
+    def mcp_call_approved(
+        self, server_label: str, name: str, arguments: str, approval_request_id: str
+    ) -> tuple[list[ResponseStreamEvent], TurnCall]:
+        """An approved call runs without a model turn; its item goes through the same event sequence."""
+        item = McpCall(
+            id=new_id("mcp"),
+            server_label=server_label,
+            name=name,
+            status="in_progress",
+            approval_request_id=approval_request_id,
+        )
+        call = TurnCall("mcp", name, "", approval_request_id, item)
+        call.index, added = self._add(item)
+        events = [added, *self._argument_delta(call, arguments)] if arguments else [added]
+        events.append(
+            self._stamp(
+                ResponseMcpCallArgumentsDoneEvent(item_id=item.id, output_index=call.index, arguments=arguments)
+            )
+        )
+        return events, call
+
+    def mcp_call_running(self, call: TurnCall) -> list[ResponseStreamEvent]:
+        assert call.item is not None
+        return [self._stamp(ResponseMcpCallInProgressEvent(item_id=call.item.id, output_index=call.index))]
+
+    def mcp_call_finished(
+        self, call: TurnCall, output: str | None, error: dict[str, Any] | None
+    ) -> list[ResponseStreamEvent]:
+        item = call.item
+        assert isinstance(item, McpCall)
+        item.output, item.error = output, error
+        item.status = "failed" if error else "completed"
+        event_type = ResponseMcpCallFailedEvent if error else ResponseMcpCallCompletedEvent
+        return [self._stamp(event_type(item_id=item.id, output_index=call.index)), self._done(call.index, item)]
 
     # --- item bookkeeping --------------------------------------------------------------------------------------
 
@@ -180,7 +365,6 @@ class ResponseStream:
         if self._open is not None and self._open.item.type == kind:
             return []
         events = self._close_open()
-        index = len(self.response.output)
         item: ResponseOutputMessage | ResponseReasoningItem
         part: dict[str, Any]
         if kind == "message":
@@ -189,9 +373,9 @@ class ResponseStream:
         else:
             item = ResponseReasoningItem(id=new_id("rs"), content=[])
             part = ReasoningText(text="").model_dump()
-        self.response.output.append(item)
+        index, added = self._add(item)
         self._open = _OpenText(index, item)
-        events.append(self._stamp(ResponseOutputItemAddedEvent(output_index=index, item=item.model_dump())))
+        events.append(added)
         events.append(
             self._stamp(ResponseContentPartAddedEvent(item_id=item.id, output_index=index, content_index=0, part=part))
         )
@@ -219,20 +403,21 @@ class ResponseStream:
         return [
             self._stamp(done),
             self._stamp(ResponseContentPartDoneEvent(item_id=item.id, output_index=index, content_index=0, part=part)),
-            self._stamp(ResponseOutputItemDoneEvent(output_index=index, item=item.model_dump())),
+            self._done(index, item),
         ]
 
     def _close_all(self, status: str) -> list[ResponseStreamEvent]:
-        events = self._close_open(status)
-        for index, item in sorted(self._calls.values(), key=lambda entry: entry[0]):
-            item.status = status  # type: ignore[assignment]
-            events.append(
-                self._stamp(
-                    ResponseFunctionCallArgumentsDoneEvent(
-                        item_id=item.id, output_index=index, arguments=item.arguments, name=item.name
-                    )
-                )
-            )
-            events.append(self._stamp(ResponseOutputItemDoneEvent(output_index=index, item=item.model_dump())))
-        self._calls.clear()
+        """Whatever is still open (a failure mid-turn, or MCP calls that never ran) is closed here."""
+        events: list[ResponseStreamEvent] = []
+        if self._pending:
+            turn_events, _ = self.end_turn(status)
+            events.extend(turn_events)
+        events.extend(self._close_open(status))
+        for index, item in enumerate(self.response.output):
+            if isinstance(item, McpCall) and item.status == "in_progress":
+                item.status = "incomplete"
+                events.append(self._done(index, item))
+            elif isinstance(item, ResponseFunctionToolCall) and item.status == "in_progress":
+                item.status = status  # type: ignore[assignment]
+                events.append(self._done(index, item))
         return events

@@ -19,6 +19,14 @@ __all__ = [
     "ResponseFunctionCallArgumentsDoneEvent",
     "ResponseInProgressEvent",
     "ResponseIncompleteEvent",
+    "ResponseMcpCallArgumentsDeltaEvent",
+    "ResponseMcpCallArgumentsDoneEvent",
+    "ResponseMcpCallCompletedEvent",
+    "ResponseMcpCallFailedEvent",
+    "ResponseMcpCallInProgressEvent",
+    "ResponseMcpListToolsCompletedEvent",
+    "ResponseMcpListToolsFailedEvent",
+    "ResponseMcpListToolsInProgressEvent",
     "ResponseOutputItemAddedEvent",
     "ResponseOutputItemDoneEvent",
     "ResponseReasoningTextDeltaEvent",
@@ -135,6 +143,45 @@ class ResponseFunctionCallArgumentsDoneEvent(_Event):
     name: str
 
 
+class _ItemEvent(_Event):
+    item_id: str
+    output_index: int
+
+
+class ResponseMcpListToolsInProgressEvent(_ItemEvent):
+    type: Literal["response.mcp_list_tools.in_progress"] = "response.mcp_list_tools.in_progress"
+
+
+class ResponseMcpListToolsCompletedEvent(_ItemEvent):
+    type: Literal["response.mcp_list_tools.completed"] = "response.mcp_list_tools.completed"
+
+
+class ResponseMcpListToolsFailedEvent(_ItemEvent):
+    type: Literal["response.mcp_list_tools.failed"] = "response.mcp_list_tools.failed"
+
+
+class ResponseMcpCallArgumentsDeltaEvent(_ItemEvent):
+    type: Literal["response.mcp_call_arguments.delta"] = "response.mcp_call_arguments.delta"
+    delta: str
+
+
+class ResponseMcpCallArgumentsDoneEvent(_ItemEvent):
+    type: Literal["response.mcp_call_arguments.done"] = "response.mcp_call_arguments.done"
+    arguments: str
+
+
+class ResponseMcpCallInProgressEvent(_ItemEvent):
+    type: Literal["response.mcp_call.in_progress"] = "response.mcp_call.in_progress"
+
+
+class ResponseMcpCallCompletedEvent(_ItemEvent):
+    type: Literal["response.mcp_call.completed"] = "response.mcp_call.completed"
+
+
+class ResponseMcpCallFailedEvent(_ItemEvent):
+    type: Literal["response.mcp_call.failed"] = "response.mcp_call.failed"
+
+
 class ResponseErrorEvent(_Event):
     """Flat fields as the spec says; the terminal ``response.failed`` follows it."""
 
@@ -160,5 +207,13 @@ ResponseStreamEvent = (
     | ResponseReasoningTextDoneEvent
     | ResponseFunctionCallArgumentsDeltaEvent
     | ResponseFunctionCallArgumentsDoneEvent
+    | ResponseMcpListToolsInProgressEvent
+    | ResponseMcpListToolsCompletedEvent
+    | ResponseMcpListToolsFailedEvent
+    | ResponseMcpCallArgumentsDeltaEvent
+    | ResponseMcpCallArgumentsDoneEvent
+    | ResponseMcpCallInProgressEvent
+    | ResponseMcpCallCompletedEvent
+    | ResponseMcpCallFailedEvent
     | ResponseErrorEvent
 )

@@ -18,6 +18,10 @@ __all__ = [
     "InputItem",
     "InputText",
     "ItemReference",
+    "McpApprovalRequest",
+    "McpApprovalResponse",
+    "McpCall",
+    "McpListTools",
     "Message",
     "OutputContent",
     "ReasoningItem",
@@ -136,6 +140,50 @@ class ReasoningItem(_Model):
     status: Literal["in_progress", "completed", "incomplete"] | None = None
 
 
+class McpListTools(_Model):
+    """``mcp_list_tools``: the tools one MCP server offered (also resent by clients as history)."""
+
+    type: Literal["mcp_list_tools"] = "mcp_list_tools"
+    id: str
+    server_label: str
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    error: str | None = None
+
+    _keep_null: ClassVar[frozenset[str]] = frozenset({"error"})
+
+
+class McpCall(_Model):
+    """``mcp_call``: one tool call the server ran on an MCP server, with its ``output`` or ``error``."""
+
+    type: Literal["mcp_call"] = "mcp_call"
+    id: str
+    server_label: str
+    name: str
+    arguments: str = ""
+    output: str | None = None
+    error: dict[str, Any] | str | None = None
+    status: Literal["in_progress", "completed", "incomplete", "calling", "failed"] | None = None
+    approval_request_id: str | None = None
+
+    _keep_null: ClassVar[frozenset[str]] = frozenset({"output", "error"})
+
+
+class McpApprovalRequest(_Model):
+    type: Literal["mcp_approval_request"] = "mcp_approval_request"
+    id: str
+    server_label: str
+    name: str
+    arguments: str = ""
+
+
+class McpApprovalResponse(_Model):
+    type: Literal["mcp_approval_response"] = "mcp_approval_response"
+    approval_request_id: str
+    approve: bool
+    reason: str | None = None
+    id: str | None = None
+
+
 class ItemReference(_Model):
     type: Literal["item_reference"] = "item_reference"
     id: str
@@ -152,7 +200,11 @@ InputItem = Annotated[
     | Annotated[FunctionCallItem, Tag("function_call")]
     | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")]
-    | Annotated[ItemReference, Tag("item_reference")],
+    | Annotated[ItemReference, Tag("item_reference")]
+    | Annotated[McpListTools, Tag("mcp_list_tools")]
+    | Annotated[McpCall, Tag("mcp_call")]
+    | Annotated[McpApprovalRequest, Tag("mcp_approval_request")]
+    | Annotated[McpApprovalResponse, Tag("mcp_approval_response")],
     Discriminator(_item_tag),
 ]
 
@@ -190,5 +242,11 @@ class ResponseReasoningItem(_Model):
 
 
 ResponseOutputItem = Annotated[
-    ResponseOutputMessage | ResponseFunctionToolCall | ResponseReasoningItem, Field(discriminator="type")
+    ResponseOutputMessage
+    | ResponseFunctionToolCall
+    | ResponseReasoningItem
+    | McpListTools
+    | McpCall
+    | McpApprovalRequest,
+    Field(discriminator="type"),
 ]

@@ -2,9 +2,8 @@
 
 Layout, all items of a response under ``pk = RESP#{id}`` and all carrying ``expires_at`` (TTL):
 ``META`` (the response without its output, status, tenant, chain ancestors, GSI keys for listing),
-``IN#{n:06d}`` (one per input item) and ``OUT#{n:06d}`` (one per output item). Items and ``META`` are written in
-one transaction (``META`` conditional on not existing); a response too large for one goes items first and
-``META`` last, so a response becomes visible whole either way. DynamoDB deletes expired items up to two
+``IN#{n:06d}`` (one per input item) and ``OUT#{n:06d}`` (one per output item). Items are written first and
+``META`` last, conditionally, so a response becomes visible whole. DynamoDB deletes expired items up to two
 days late, so every read treats ``expires_at <= now`` as absent. Reads are strongly consistent so a chained
 request right after ``response.completed`` finds its predecessor.
 """
@@ -33,9 +32,6 @@ __all__ = ["DynamoResponseStore"]
 # DynamoDB's item limit is 400 KB including attribute names; keep headroom for the key and metadata.
 _INLINE_LIMIT = 350_000
 _BATCH = 25
-# TransactWriteItems takes at most 100 actions and 4 MB.
-_TRANSACT_ITEMS = 100
-_TRANSACT_BYTES = 3_500_000
 _META = "META"
 
 
@@ -115,16 +111,11 @@ class DynamoResponseStore:
         }
         if ancestors:
             meta["ancestors"] = {"L": [{"S": a} for a in ancestors]}
-        create_once = "attribute_not_exists(pk)"
-        size = sum(len(r.get("item", {}).get("S", "")) + len(r.get("item_gz", {}).get("B", b"")) for r in rows)
-        if len(rows) < _TRANSACT_ITEMS and size < _TRANSACT_BYTES:
-            # Usually one round trip, and atomic: the items and the response appear together.
-            puts: list[Any] = [{"Put": {"TableName": self.table_name, "Item": row}} for row in rows]
-            puts.append({"Put": {"TableName": self.table_name, "Item": meta, "ConditionExpression": create_once}})
-            self._ddb.transact_write_items(TransactItems=puts)
-            return
+        # Items first, the response record last and only if new: a reader never sees a response without its
+        # items, and a crash in between leaves only items that expire with the TTL. (One TransactWriteItems
+        # call would be atomic, but costs twice the write capacity and moto's copy of it is not thread-safe.)
         self._batch_write([{"PutRequest": {"Item": row}} for row in rows])
-        self._ddb.put_item(TableName=self.table_name, Item=meta, ConditionExpression=create_once)
+        self._ddb.put_item(TableName=self.table_name, Item=meta, ConditionExpression="attribute_not_exists(pk)")
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for start in range(0, len(requests), _BATCH):

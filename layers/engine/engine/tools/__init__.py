@@ -1,8 +1,8 @@
-"""Tools the model may call. Function tools are run by the client; they are offered to the upstream here."""
+"""Tools the model may call: function tools (run by the client) and MCP servers (run by this server)."""
 
 from __future__ import annotations
 
-from .function import apply_tool_choice, prepare_tools
 from .pairing import check_pairing
+from .toolset import McpServerRef, Target, ToolSet, build_toolset
 
-__all__ = ["apply_tool_choice", "check_pairing", "prepare_tools"]
+__all__ = ["McpServerRef", "Target", "ToolSet", "build_toolset", "check_pairing"]

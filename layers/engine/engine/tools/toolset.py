@@ -1,0 +1,288 @@
+"""The tools of one response: function tools (run by the client) and MCP servers (run here).
+
+``ToolSet`` is built and validated before anything streams (every 4xx is raised here), then, per model turn,
+says which tools the model is offered (``allowed_tools`` and ``tool_choice`` enforced, not advisory) and
+what each name the model calls refers to.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InvalidRequestError, from_validation_errors
+from .function import FunctionTool, parse_function_tool
+from .mcp import McpServerSpec, McpTool, check_destination, validate_headers
+
+__all__ = ["McpServerRef", "Target", "ToolSet", "build_toolset"]
+
+_CHAT_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+class _ToolNames(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    tool_names: list[str] | None = None
+    read_only: bool | None = None
+
+
+class _ApprovalFilter(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    always: _ToolNames | None = None
+    never: _ToolNames | None = None
+
+
+class McpToolParam(BaseModel):
+    """``{"type": "mcp", …}`` as OpenAI documents it, or Fireworks' ``{"type": "sse", "server_url"}``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    type: Literal["mcp", "sse"]
+    server_label: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_.-]+$")
+    server_url: str = Field(min_length=1, max_length=2048)
+    server_description: str | None = None
+    headers: dict[str, str] | None = None
+    authorization: str | None = None
+    allowed_tools: list[str] | _ToolNames | None = None
+    require_approval: Literal["always", "never"] | _ApprovalFilter | None = None
+
+
+@dataclass(slots=True)
+class McpServerRef:
+    """One MCP server of the request: where it is, which tools may be used, which need approval."""
+
+    spec: McpServerSpec
+    allowed: set[str] | None
+    read_only: bool
+    approval: Literal["always", "never"] | _ApprovalFilter
+    echo: dict[str, Any]
+
+    def permits(self, tool: McpTool) -> bool:
+        if self.allowed is not None and tool.name not in self.allowed:
+            return False
+        return not self.read_only or bool((tool.annotations or {}).get("readOnlyHint"))
+
+    def needs_approval(self, tool: McpTool | str) -> bool:
+        name = tool if isinstance(tool, str) else tool.name
+        if isinstance(self.approval, str):
+            return self.approval == "always"
+        never = self.approval.never
+        if never and never.tool_names and name in never.tool_names:
+            return False
+        if never and never.read_only and not isinstance(tool, str):
+            if (tool.annotations or {}).get("readOnlyHint"):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a name the model called refers to."""
+
+    kind: Literal["function", "mcp"]
+    name: str
+    server_label: str | None = None
+
+
+@dataclass(slots=True)
+class ToolSet:
+    echoed: list[dict[str, Any]] = field(default_factory=list)
+    functions: list[FunctionTool] = field(default_factory=list)
+    servers: dict[str, McpServerRef] = field(default_factory=dict)
+    # label -> tools the server listed (this response, or an mcp_list_tools item already in context)
+    listed: dict[str, list[McpTool]] = field(default_factory=dict)
+    _targets: dict[str, Target] = field(default_factory=dict)
+
+    @property
+    def has_tools(self) -> bool:
+        return bool(self.functions or self.servers)
+
+    def chat_name(self, server_label: str, tool_name: str) -> str:
+        """The function name the model sees for an MCP tool (unique, and valid for any upstream)."""
+        for chat, target in self._targets.items():
+            if target.kind == "mcp" and target.server_label == server_label and target.name == tool_name:
+                return chat
+        return _CHAT_NAME.sub("_", tool_name)[:64]
+
+    def _index(self) -> None:
+        self._targets = {f.name: Target("function", f.name) for f in self.functions}
+        for label, tools in self.listed.items():
+            server = self.servers.get(label)
+            for tool in tools:
+                if server is None or not server.permits(tool):
+                    continue
+                chat = _CHAT_NAME.sub("_", tool.name)[:64]
+                if chat in self._targets:
+                    chat = _CHAT_NAME.sub("_", f"{label}__{tool.name}")[:64]
+                self._targets[chat] = Target("mcp", tool.name, label)
+
+    def remember_listings(self, items: list[dict[str, Any]]) -> None:
+        """``mcp_list_tools`` items already in the context are reused, not listed again."""
+        for item in items:
+            label = item.get("server_label")
+            if item.get("type") == "mcp_list_tools" and label in self.servers and not item.get("error"):
+                self.listed[label] = [
+                    McpTool(
+                        name=t["name"],
+                        input_schema=t.get("input_schema") or {},
+                        description=t.get("description"),
+                        annotations=t.get("annotations"),
+                    )
+                    for t in item.get("tools") or []
+                ]
+        self._index()
+
+    def resolve(self, chat_name: str) -> Target:
+        return self._targets.get(chat_name) or Target("function", chat_name)
+
+    def mcp_tool(self, label: str, name: str) -> McpTool | None:
+        return next((t for t in self.listed.get(label, []) if t.name == name), None)
+
+    def offer(
+        self, tool_choice: str | dict[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], str | dict[str, Any] | None]:
+        """(the Chat Completions ``tools`` the model may see this turn, the Chat ``tool_choice``)."""
+        self._index()
+        chat: list[dict[str, Any]] = []
+        for name, target in self._targets.items():
+            if target.kind == "function":
+                chat.append(next(f for f in self.functions if f.name == name).to_chat())
+            else:
+                assert target.server_label is not None
+                tool = self.mcp_tool(target.server_label, target.name)
+                assert tool is not None
+                function: dict[str, Any] = {"name": name, "parameters": tool.input_schema or {"type": "object"}}
+                if tool.description:
+                    function["description"] = tool.description
+                chat.append({"type": "function", "function": function})
+        if not chat:
+            return [], None
+        if tool_choice is None or isinstance(tool_choice, str):
+            return chat, tool_choice
+        kind = tool_choice.get("type")
+        if kind == "function":
+            return chat, {"type": "function", "function": {"name": tool_choice["name"]}}
+        if kind == "mcp":
+            label = str(tool_choice.get("server_label"))
+            if tool_choice.get("name"):
+                forced = self.chat_name(label, str(tool_choice["name"]))
+                return chat, {"type": "function", "function": {"name": forced}}
+            server_tools = [t for t in chat if self.resolve(t["function"]["name"]).server_label == label]
+            return server_tools, "required" if server_tools else None
+        # allowed_tools: only the listed tools are offered at all
+        keep = [t for t in chat if self._allowed(t["function"]["name"], tool_choice.get("tools") or [])]
+        return keep, (tool_choice.get("mode", "auto") if keep else None)
+
+    def _allowed(self, chat_name: str, allowed: list[dict[str, Any]]) -> bool:
+        target = self.resolve(chat_name)
+        for entry in allowed:
+            if entry.get("type") == "function" and target.kind == "function" and entry.get("name") == target.name:
+                return True
+            if entry.get("type") == "mcp" and target.server_label == entry.get("server_label"):
+                if entry.get("name") in (None, target.name):
+                    return True
+        return False
+
+
+def _redacted(param: McpToolParam) -> dict[str, Any]:
+    """The tool as echoed and stored: credentials are never written back."""
+    echo = param.model_dump(exclude_none=True, exclude={"authorization"})
+    if param.headers:
+        echo["headers"] = dict.fromkeys(param.headers, "<redacted>")
+    return echo
+
+
+def _check_tool_choice(tool_choice: str | dict[str, Any] | None, toolset: ToolSet) -> None:
+    if tool_choice is None or isinstance(tool_choice, str):
+        if tool_choice not in (None, "auto", "none", "required"):
+            raise InvalidRequestError(
+                f"Invalid tool_choice: '{tool_choice}'.", param="tool_choice", code="invalid_value"
+            )
+        return
+    names = {f.name for f in toolset.functions}
+    kind = tool_choice.get("type")
+    if kind == "function":
+        if tool_choice.get("name") not in names:
+            raise InvalidRequestError(
+                f"Tool choice '{tool_choice.get('name')}' not found in 'tools' parameter.", param="tool_choice"
+            )
+    elif kind == "mcp":
+        if tool_choice.get("server_label") not in toolset.servers:
+            raise InvalidRequestError(
+                f"MCP server '{tool_choice.get('server_label')}' not found in 'tools' parameter.", param="tool_choice"
+            )
+    elif kind == "allowed_tools":
+        if tool_choice.get("mode", "auto") not in ("auto", "required") or not isinstance(
+            tool_choice.get("tools"), list
+        ):
+            raise InvalidRequestError(
+                "tool_choice.allowed_tools needs mode 'auto' or 'required' and a list of tools.",
+                param="tool_choice",
+                code="invalid_value",
+            )
+        for entry in tool_choice["tools"]:
+            ok = (entry.get("type") == "function" and entry.get("name") in names) or (
+                entry.get("type") == "mcp" and entry.get("server_label") in toolset.servers
+            )
+            if not ok:
+                raise InvalidRequestError(
+                    f"Allowed tool {entry.get('name') or entry.get('server_label')!r} not found in 'tools' parameter.",
+                    param="tool_choice.tools",
+                )
+    else:
+        raise InvalidRequestError(
+            f"Unsupported tool_choice type '{kind}'.", param="tool_choice.type", code="invalid_value"
+        )
+
+
+async def build_toolset(
+    tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None, *, allow_private: bool
+) -> ToolSet:
+    """Validate the request's ``tools`` (shapes, headers, MCP destinations) and ``tool_choice``."""
+    toolset = ToolSet()
+    for index, raw in enumerate(tools or []):
+        kind = raw.get("type")
+        if kind == "function":
+            tool = parse_function_tool(raw, index)
+            if any(f.name == tool.name for f in toolset.functions):
+                raise InvalidRequestError(f"Duplicate tool name '{tool.name}'.", param=f"tools[{index}].name")
+            toolset.functions.append(tool)
+            toolset.echoed.append(tool.model_dump())
+        elif kind in ("mcp", "sse"):
+            try:
+                param = McpToolParam.model_validate(raw)
+            except ValidationError as exc:
+                err = from_validation_errors(exc.errors())
+                err.param = f"tools[{index}].{err.param}" if err.param else f"tools[{index}]"
+                raise err from None
+            label = param.server_label or _CHAT_NAME.sub("_", param.server_url.split("//")[-1].split("/")[0])
+            if label in toolset.servers:
+                raise InvalidRequestError(f"Duplicate server_label '{label}'.", param=f"tools[{index}].server_label")
+            await check_destination(param.server_url, allow_private=allow_private, param=f"tools[{index}].server_url")
+            headers = validate_headers(param.headers, param.authorization, param=f"tools[{index}].headers")
+            allowed = param.allowed_tools
+            toolset.servers[label] = McpServerRef(
+                spec=McpServerSpec(
+                    server_label=label,
+                    server_url=param.server_url,
+                    transport="sse" if param.type == "sse" else "auto",
+                    headers=headers,
+                ),
+                allowed=set(allowed)
+                if isinstance(allowed, list)
+                else (set(allowed.tool_names) if allowed and allowed.tool_names is not None else None),
+                read_only=bool(allowed.read_only) if isinstance(allowed, _ToolNames) else False,
+                approval=param.require_approval or "always",
+                echo={**_redacted(param), "server_label": label},
+            )
+            toolset.echoed.append(toolset.servers[label].echo)
+        else:
+            raise InvalidRequestError(
+                f"Tool type '{kind}' is not supported by this server.",
+                param=f"tools[{index}].type",
+                code="invalid_value",
+            )
+    _check_tool_choice(tool_choice, toolset)
+    return toolset
