@@ -12,10 +12,10 @@ from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .create import CreateRun, create_response, prepare_create, run_create
 from .errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
 from .models.request import ResponseCreateParams
 from .observability import logger, metrics
-from .service import CreateRun, create_response, prepare_create, run_create
 from .streaming import ResponseStream, sse_encode
 from .tenancy import tenant_from_authorizer
 

@@ -25,7 +25,7 @@ from .settings import get_settings
 from .streaming import CallKind, ResponseStream, TurnCall
 
 if TYPE_CHECKING:
-    from .service import CreateRun
+    from .create import CreateRun
     from .tools.mcp import McpCallResult, McpConnection
 
 __all__ = ["Approval", "run_loop"]

@@ -1,0 +1,174 @@
+"""Creating a response: what ``POST /v1/responses`` does, in terms of the conversation, the tools, the turn
+loop, the stream and the store.
+
+Data flows one way: request → ``prepare_create`` (validation, chain, tools, messages; every 4xx happens here,
+before any byte is streamed) → ``run_create`` (the turn loop → stream events) → store → terminal event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .conversation import normalize_input, to_chat_messages
+from .errors import InvalidRequestError, PreviousResponseNotFoundError
+from .ids import new_id
+from .loop import Approval, run_loop
+from .models.events import ResponseStreamEvent
+from .models.request import Reasoning, ResponseCreateParams, ResponseTextConfig
+from .models.response import (
+    Response,
+)
+from .observability import logger
+from .providers import ChatRequest, Provider, get_provider
+from .settings import get_settings
+from .storage import get_store
+from .streaming import ResponseStream
+from .tools import ToolSet, build_toolset, check_pairing
+
+__all__ = ["CreateRun", "create_response", "prepare_create", "run_create"]
+
+
+@dataclass(slots=True)
+class CreateRun:
+    """A validated create, ready to run: the initial Response, what to store and what to send upstream."""
+
+    tenant: str
+    params: ResponseCreateParams
+    response: Response
+    input_items: list[dict[str, Any]]
+    ancestors: list[str]
+    chat: ChatRequest
+    provider: Provider
+    tools: ToolSet
+    approvals: list[Approval]
+    started: float = field(default_factory=time.perf_counter)
+    upstream_seconds: float = 0.0
+
+    @property
+    def overhead_ms(self) -> float:
+        """Time this server spent on the request itself: wall time minus time waiting on the upstream."""
+        return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
+
+
+def _reject_unsupported(params: ResponseCreateParams) -> None:
+    if params.background:
+        raise InvalidRequestError("Background mode is not available on this server yet.", param="background")
+    if params.conversation is not None:
+        raise InvalidRequestError("Conversations are not available on this server yet.", param="conversation")
+    if params.prompt is not None:
+        raise InvalidRequestError("Prompt templates are not available on this server yet.", param="prompt")
+    if params.input is None and params.previous_response_id is None:
+        raise InvalidRequestError(
+            "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
+        )
+    if params.stream_options is not None and not params.stream:
+        raise InvalidRequestError("stream_options may only be set when stream is true.", param="stream_options")
+    if params.model_extra:
+        logger.info("ignoring unknown request fields", extra={"fields": sorted(params.model_extra)})
+
+
+def _approvals(items: list[dict[str, Any]], new: list[dict[str, Any]], tools: ToolSet) -> list[Approval]:
+    """The request's ``mcp_approval_response`` items, each checked against the approval request it answers."""
+    requests = {i["id"]: i for i in items if i.get("type") == "mcp_approval_request"}
+    approvals: list[Approval] = []
+    for index, item in enumerate(new):
+        if item.get("type") != "mcp_approval_response":
+            continue
+        request = requests.get(item["approval_request_id"])
+        if request is None:
+            raise InvalidRequestError(
+                f"No approval request found with id '{item['approval_request_id']}'.", param=f"input[{index}]"
+            )
+        if request["server_label"] not in tools.servers:
+            raise InvalidRequestError(
+                f"The approved call needs MCP server '{request['server_label']}' in 'tools'.", param="tools"
+            )
+        approvals.append(Approval(request, bool(item["approve"])))
+    return approvals
+
+
+async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: float | None = None) -> CreateRun:
+    """Validate and resolve everything a create needs; raises ``APIError`` (4xx) before anything streams."""
+    _reject_unsupported(params)
+    input_items = normalize_input(params.input)
+    tools = await build_toolset(
+        params.tools, params.tool_choice, allow_private=get_settings().mcp_allow_private_networks
+    )
+    store = get_store()
+    context: list[dict[str, Any]] = []
+    ancestors: list[str] = []
+    if params.previous_response_id:
+        loaded = await asyncio.to_thread(store.load_context, tenant, params.previous_response_id)
+        if loaded is None:
+            raise PreviousResponseNotFoundError(params.previous_response_id)
+        context, ancestors = loaded.items, loaded.ancestors
+    check_pairing(context + input_items)
+    approvals = _approvals(context + input_items, input_items, tools)
+    tools.remember_listings(context + input_items)
+    if params.store:
+        store.check_items(input_items)
+    response = Response(
+        id=new_id("resp"),
+        created_at=int(time.time()),
+        model=params.model,
+        instructions=params.instructions,
+        max_output_tokens=params.max_output_tokens,
+        max_tool_calls=params.max_tool_calls,
+        parallel_tool_calls=params.parallel_tool_calls is not False,
+        previous_response_id=params.previous_response_id,
+        reasoning=params.reasoning or Reasoning(),
+        store=params.store is not False,
+        temperature=1.0 if params.temperature is None else params.temperature,
+        top_p=1.0 if params.top_p is None else params.top_p,
+        top_logprobs=params.top_logprobs or 0,
+        text=params.text or ResponseTextConfig(),
+        tool_choice=params.tool_choice or "auto",
+        tools=tools.echoed,
+        truncation=params.truncation or "disabled",
+        user=params.user,
+        safety_identifier=params.safety_identifier,
+        prompt_cache_key=params.prompt_cache_key,
+        metadata=params.metadata or {},
+    )
+    chat = ChatRequest(
+        model=params.model,
+        messages=to_chat_messages(params.instructions, context + input_items, tools.chat_name),
+        temperature=params.temperature,
+        top_p=params.top_p,
+        max_output_tokens=params.max_output_tokens,
+        parallel_tool_calls=params.parallel_tool_calls,
+        reasoning_effort=params.reasoning.effort if params.reasoning else None,
+        user=params.safety_identifier or params.user,
+    )
+    run = CreateRun(tenant, params, response, input_items, ancestors, chat, get_provider(), tools, approvals)
+    if started is not None:
+        run.started = started
+    return run
+
+
+async def run_create(run: CreateRun) -> AsyncIterator[ResponseStreamEvent]:
+    """The response's events, in order; the response is stored before its terminal event is sent."""
+    stream = ResponseStream(run.response)
+    for event in stream.start():
+        yield event
+    async for event in run_loop(run, stream):
+        yield event
+    if run.response.store:
+        try:
+            await asyncio.to_thread(get_store().put, run.tenant, run.response, run.input_items, run.ancestors)
+        except Exception:
+            logger.exception("storing the response failed")
+            for event in stream.fail("server_error", "The response could not be stored."):
+                yield event
+    yield stream.terminal()
+
+
+async def create_response(run: CreateRun) -> Response:
+    """The non-streamed answer: the fold of the same events the stream would carry."""
+    async for _ in run_create(run):
+        pass
+    return run.response
