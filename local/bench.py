@@ -354,7 +354,7 @@ async def run_phase(
 
 
 def _children() -> dict[str, int]:
-    """pid of our child processes by role (``upstream`` / ``stack``), from /proc (empty where /proc is missing)."""
+    """pid of our child processes by role (``upstream`` / ``stack`` / ``moto``), from /proc (empty without /proc)."""
     found: dict[str, int] = {}
     try:
         tids = os.listdir(f"/proc/{os.getpid()}/task")
@@ -365,6 +365,11 @@ def _children() -> dict[str, int]:
                 found["upstream"] = pid
             elif b"local.serve" in cmd:
                 found["stack"] = pid
+                # the stack's own child: moto, the DynamoDB emulation (a deployment has no such local cost)
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                        if b"local.moto_server" in Path(f"/proc/{child}/cmdline").read_bytes():
+                            found["moto"] = int(child)
     except OSError:
         pass
     return found
@@ -631,8 +636,9 @@ class Bench:
         counts = {
             "upstream": len(out["direct"]) + len(out["stack"]) + len(out["nostore"]),
             "stack": len(out["stack"]) + len(out["nostore"]),
+            "moto": len(out["stack"]),  # only store=true requests write
         }
-        for role in ("upstream", "stack"):
+        for role in ("upstream", "stack", "moto"):
             if role in cpu and counts[role]:
                 self.rows.append(
                     Row(
@@ -726,11 +732,12 @@ class Bench:
                     section=section,
                 ),
             ]
-            if "stack" in st.cpu:
-                per = st.cpu["stack"] * 1000 / len(st.samples)
-                self.rows.append(
-                    Row(f"stack process CPU / request, {label} (ms)", len(st.samples), per, section=section)
-                )
+            for role in ("stack", "moto"):
+                if st.cpu.get(role):
+                    per = st.cpu[role] * 1000 / len(st.samples)
+                    self.rows.append(
+                        Row(f"{role} process CPU / request, {label} (ms)", len(st.samples), per, section=section)
+                    )
             errors = sorted({str(s.error) for s in st.samples if s.error is not None})
             if errors:
                 self.notes.append(f"c={c} {label} errors: {errors[:5]}")

@@ -133,3 +133,15 @@ def test_responses_with_many_items_are_stored_whole(store: DynamoResponseStore):
     assert rest is not None and [i["content"][0]["text"] for i in rest.data] == [f"m{n}" for n in range(100, 150)]
     context = store.load_context("t", response.id)
     assert context is not None and len(context.items) == 151
+
+
+def test_a_response_is_invisible_until_all_its_items_are_written(store: DynamoResponseStore):
+    # The record and its items go in one non-atomic batch: a reader that sees the record before an item
+    # (simulated here by removing one) must not see a response with missing output or context.
+    response = _response("whole")
+    store.put("t", response, _input("q"), [])
+    ddb = boto3.client("dynamodb")
+    ddb.delete_item(TableName=TABLE, Key={"pk": {"S": f"RESP#{response.id}"}, "sk": {"S": "OUT#000000"}})
+    assert store.get("t", response.id) is None
+    assert store.load_context("t", response.id) is None
+    assert store.list_responses("t", limit=5, after=None, before=None).data == []

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .items import ResponseOutputItem
-from .request import Reasoning, ResponseTextConfig
+from .shared import Reasoning, ResponseTextConfig
 
 __all__ = [
     "IncompleteDetails",
