@@ -608,6 +608,45 @@ class Bench:
             )
         self._cpu_rows(section, cpu, out)
 
+    def mcp_c1(self) -> None:
+        """What one MCP tool call adds to a response: list the server's tools, run the call, one more model turn."""
+        from .mcp_servers import mcp_server
+
+        section = "c=1 MCP tool loop (MCPServer, streamable HTTP, loopback; store=false on both sides)"
+        log(section)
+        n = max(10, self.args.n // 4)
+        plain = json.dumps({"model": MODEL, "input": INPUT_C1, "store": False}).encode()
+        with mcp_server("streamable-http") as url:
+            tool = {"type": "mcp", "server_label": "calc", "server_url": url, "require_approval": "never"}
+            with_mcp = json.dumps(
+                {"model": MODEL, "input": 'CALL add {"a": 2, "b": 3}', "tools": [tool], "store": False}
+            ).encode()
+            client = RawClient(self.stack)
+            samples: dict[str, list[Sample]] = {"plain": [], "mcp": []}
+            try:
+                for _ in range(3):  # the first MCP request in the process imports mcp (~1 s): keep it out
+                    client.post("/responses", with_mcp)
+                for _ in range(n):
+                    samples["plain"].append(client.post("/responses", plain))
+                    samples["mcp"].append(client.post("/responses", with_mcp))
+            finally:
+                client.close()
+        bad = [str(x.error) for side in samples.values() for x in side if x.error is not None]
+        if bad:
+            self.notes.append(f"MCP c=1: {len(bad)} errors, e.g. {sorted(set(bad))[:3]}")
+        plain_ms, mcp_ms = _total(_ok(samples["plain"])), _total(_ok(samples["mcp"]))
+        self.rows += [
+            Row("create, no tools (ms)", len(plain_ms), pct(plain_ms, 0.5), pct(plain_ms, 0.99), section=section),
+            Row("create, one MCP call (ms)", len(mcp_ms), pct(mcp_ms, 0.5), pct(mcp_ms, 0.99), section=section),
+            Row(
+                "MCP loop added: list + call + 1 more model turn (ms)",
+                min(len(plain_ms), len(mcp_ms)),
+                pct(mcp_ms, 0.5) - pct(plain_ms, 0.5),
+                pct(mcp_ms, 0.99) - pct(plain_ms, 0.99),
+                section=section,
+            ),
+        ]
+
     def create_c1(self) -> None:
         section = "c=1 non-streaming create (store=true writes to moto DynamoDB)"
         log(section)
@@ -1044,6 +1083,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.warm_up()
         bench.streams_c1()
         bench.create_c1()
+        bench.mcp_c1()
         bench.client_choice()
         bench.streams_c50()
         rows += bench.rows

@@ -12,7 +12,7 @@ import pytest
 
 from local.stack import running_stack
 from tests.conftest import UpstreamLog
-from tests.mcp_servers import everything_server, hanging_server, mcp_server, paging_server
+from local.mcp_servers import everything_server, hanging_server, mcp_server, paging_server
 
 
 @pytest.fixture(scope="module")

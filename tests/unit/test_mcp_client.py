@@ -24,7 +24,7 @@ from engine.tools.mcp import (
     open_connection,
     validate_headers,
 )
-from tests.mcp_servers import (
+from local.mcp_servers import (
     ROOT,
     everything_server,
     free_port,

@@ -8,7 +8,7 @@
 - :func:`everything_server` — npm ``@modelcontextprotocol/server-everything`` (``make test`` installs it into
   ``.cache/npm``; the tests skip when node or the package is missing).
 
-The Python servers run in child processes (``python -m tests.mcp_servers serve …``): constructing an MCP server
+The Python servers run in child processes (``python -m local.mcp_servers serve …``): constructing an MCP server
 in the test process would turn on INFO logging there. Their output goes to a temporary file that is shown if a
 server fails to start.
 """
@@ -100,7 +100,7 @@ def mcp_server(transport: Literal["streamable-http", "sse"], *, path: str | None
     port = free_port()
     path = path or ("/sse" if transport == "sse" else "/mcp")
     with _child(
-        [sys.executable, "-m", "tests.mcp_servers", "serve", transport, str(port), path], port, f"{transport} server"
+        [sys.executable, "-m", "local.mcp_servers", "serve", transport, str(port), path], port, f"{transport} server"
     ):
         yield f"http://127.0.0.1:{port}{path}"
 
@@ -109,7 +109,7 @@ def mcp_server(transport: Literal["streamable-http", "sse"], *, path: str | None
 def paging_server() -> Iterator[str]:
     """A low-level ``Server`` over streamable HTTP: ``tool_0``…``tool_24`` in pages of 10; calls echo back."""
     port = free_port()
-    with _child([sys.executable, "-m", "tests.mcp_servers", "paging", str(port)], port, "paging server"):
+    with _child([sys.executable, "-m", "local.mcp_servers", "paging", str(port)], port, "paging server"):
         yield f"http://127.0.0.1:{port}/mcp"
 
 
@@ -277,4 +277,4 @@ if __name__ == "__main__":
     elif command == "paging":
         _serve_paging(int(rest[0]))
     else:
-        raise SystemExit(f"usage: python -m tests.mcp_servers serve TRANSPORT PORT PATH | paging PORT (got {command})")
+        raise SystemExit(f"usage: python -m local.mcp_servers serve TRANSPORT PORT PATH | paging PORT (got {command})")
