@@ -10,9 +10,9 @@ import httpx
 import openai
 import pytest
 
+from local.mcp_servers import everything_server, hanging_server, mcp_server, paging_server
 from local.stack import running_stack
 from tests.conftest import UpstreamLog
-from local.mcp_servers import everything_server, hanging_server, mcp_server, paging_server
 
 
 @pytest.fixture(scope="module")
