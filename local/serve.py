@@ -8,51 +8,66 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _configure_environment(table: str) -> None:
-    """The variables template.yaml's Globals give a deployed function, with local values."""
-    os.environ["TABLE_NAME"] = table
-    os.environ.setdefault("RETENTION_DAYS", "30")
-    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "responses-api")
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ResponsesApi")
-    # No CloudWatch or X-Ray daemon locally: keep metrics and traces off, logs on.
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    # Local MCP servers live on 127.0.0.1; a deployment refuses private and loopback addresses.
-    os.environ.setdefault("MCP_ALLOW_PRIVATE_NETWORKS", "true")
 
 
 def main() -> int:
     # The engine is a Lambda layer (/opt/python when deployed); put it on the path the same way.
     sys.path.insert(0, str(ROOT / "layers" / "engine"))
     port = int(os.environ.get("PORT", "3000"))
-    from .aws import create_table, start_moto
+    from .aws import (
+        LOCAL_TABLE,
+        create_state_machines,
+        create_table,
+        function_environment,
+        start_moto,
+        state_machine_variables,
+    )
     from .template import load_template
 
+    started = time.monotonic()
     template = load_template()
-    moto = start_moto()
-    _configure_environment(create_table(template.table_properties))
-
-    import uvicorn
-
-    from .gateway import Gateway
-
-    gateway = Gateway(template)
-    upstream = os.environ.get("UPSTREAM_BASE_URL", "")
-    model = f"upstream {upstream}" if upstream else "built-in DEMO model (set UPSTREAM_BASE_URL / UPSTREAM_API_KEY)"
-    routes = ", ".join(f"{r.method} /{template.stage}{r.path}" for r in template.routes)
-    print(f"Responses API (local stack) on http://127.0.0.1:{port}/{template.stage}", flush=True)
-    print(f"  model: {model}", flush=True)
-    print(f"  routes from template.yaml: {routes}", flush=True)
-    print(f"  DynamoDB/Step Functions: moto on {os.environ['AWS_ENDPOINT_URL']}", flush=True)
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    # The functions' environment (template.yaml's Globals with local values, and STATE_MACHINE_ARN) is set
+    # before anything else: moto runs the state machines' workers in its own process with the same variables,
+    # and the handlers are loaded below while moto starts.
+    environment = function_environment(LOCAL_TABLE)
+    os.environ.update(environment)
+    os.environ.update(state_machine_variables(template))
+    moto = start_moto(environment=environment, wait=False)
+    # uvicorn handles SIGTERM by shutting down and then re-raising it with the previous handler; Python's default
+    # would end the process there and skip the `finally` below, leaving moto running. Exit normally instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        from .gateway import Gateway
+
+        gateway = Gateway(template)  # imports every handler (as cold starts would) while moto imports its own
+        import boto3
+
+        for service in ("dynamodb", "iam", "lambda", "stepfunctions"):
+            boto3.client(service)  # botocore loads a service's model once per process: ~0.3 s, also while moto starts
+        moto.wait_ready()
+        create_table(template.table_properties, LOCAL_TABLE)
+        create_state_machines(template, LOCAL_TABLE)
+
+        import uvicorn
+
+        upstream = os.environ.get("UPSTREAM_BASE_URL", "")
+        model = f"upstream {upstream}" if upstream else "built-in DEMO model (set UPSTREAM_BASE_URL / UPSTREAM_API_KEY)"
+        routes = ", ".join(f"{r.method} /{template.stage}{r.path}" for r in template.routes)
+        machines = ", ".join(template.state_machines) or "none"
+        print(f"Responses API (local stack) on http://127.0.0.1:{port}/{template.stage}", flush=True)
+        print(f"  model: {model}", flush=True)
+        print(f"  routes from template.yaml: {routes}", flush=True)
+        print(
+            f"  DynamoDB/Lambda/Step Functions: moto on {os.environ['AWS_ENDPOINT_URL']} (state machines: {machines})"
+        )
+        print(f"  set up in {time.monotonic() - started:.2f}s", flush=True)
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         uvicorn.run(
             gateway,
             host="127.0.0.1",

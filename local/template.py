@@ -1,20 +1,21 @@
-"""What the local stack reads from ``template.yaml``: the API routes, the functions behind them, the table.
+"""What the local stack reads from ``template.yaml``: the API routes, the functions, the table, the state machines.
 
 Routes come from the template itself (not a second hand-kept list), so the local gateway serves exactly
-what API Gateway would.
+what API Gateway would; state machines are created on moto from the same ASL file the template deploys.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from samtranslator.yaml_helper import yaml_parse
 
-__all__ = ["FunctionSpec", "Route", "StackTemplate", "load_template"]
+__all__ = ["FunctionSpec", "Route", "StackTemplate", "StateMachineSpec", "load_template"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +25,9 @@ class FunctionSpec:
     logical_id: str
     code_dir: Path
     handler: str
-    environment: dict[str, Any]
+    environment: dict[str, Any]  # the function's own variables (Globals not merged; intrinsics as dicts)
+    timeout: int = 3  # seconds (Lambda's default when neither the function nor Globals set one)
+    memory_mb: int = 128
 
     @property
     def streams(self) -> bool:
@@ -55,11 +58,46 @@ class Route:
         return found.groupdict() if found else None
 
 
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class StateMachineSpec:
+    logical_id: str
+    definition_path: Path  # DefinitionUri: the ASL file
+    substitutions: dict[str, Any]  # DefinitionSubstitutions as written (intrinsics as dicts)
+    type: Literal["STANDARD", "EXPRESS"] = "STANDARD"
+
+    def function_substitutions(self, functions: Container[str]) -> dict[str, str]:
+        """``{placeholder: function logical id}`` for substitutions that are ``!GetAtt F.Arn`` or ``!Ref F`` of
+        one of ``functions``."""
+        out: dict[str, str] = {}
+        for name, value in self.substitutions.items():
+            if not isinstance(value, dict):
+                continue
+            getatt, ref = value.get("Fn::GetAtt"), value.get("Ref")
+            target = getatt[0] if isinstance(getatt, list) and getatt[1:] == ["Arn"] else ref
+            if isinstance(target, str) and target in functions:
+                out[name] = target
+        return out
+
+    def definition(self, values: dict[str, str]) -> str:
+        """The ASL with every ``${Name}`` replaced, as CloudFormation does with DefinitionSubstitutions."""
+        text = self.definition_path.read_text()
+        missing = sorted(set(_PLACEHOLDER.findall(text)) - set(values))
+        if missing:
+            raise KeyError(f"{self.logical_id}: no value for {', '.join(missing)}")
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
 @dataclass(frozen=True, slots=True)
 class StackTemplate:
     stage: str
     routes: list[Route]
     table_properties: dict[str, Any]
+    functions: dict[str, FunctionSpec]  # every AWS::Serverless::Function, by logical id
+    state_machines: dict[str, StateMachineSpec]  # every AWS::Serverless::StateMachine, by logical id
+    table_id: str = "Table"  # logical id of the AWS::DynamoDB::Table
 
 
 @cache
@@ -68,8 +106,20 @@ def load_template(path: Path = ROOT / "template.yaml") -> StackTemplate:
     resources: dict[str, Any] = doc["Resources"]
     apis = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Api"]
     stage = str(apis[0]["Properties"]["StageName"]) if apis else "Prod"
+    globals_fn: dict[str, Any] = doc.get("Globals", {}).get("Function", {})
     routes: list[Route] = []
+    functions: dict[str, FunctionSpec] = {}
+    state_machines: dict[str, StateMachineSpec] = {}
     for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            sm = resource["Properties"]
+            state_machines[logical_id] = StateMachineSpec(
+                logical_id=logical_id,
+                definition_path=ROOT / sm["DefinitionUri"],
+                substitutions=dict(sm.get("DefinitionSubstitutions") or {}),
+                type=cast(Literal["STANDARD", "EXPRESS"], str(sm.get("Type", "STANDARD")).upper()),
+            )
+            continue
         if resource["Type"] != "AWS::Serverless::Function":
             continue
         props = resource["Properties"]
@@ -78,14 +128,25 @@ def load_template(path: Path = ROOT / "template.yaml") -> StackTemplate:
             code_dir=ROOT / props["CodeUri"],
             handler=props["Handler"],
             environment=props.get("Environment", {}).get("Variables", {}),
+            timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
+            memory_mb=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
         )
+        functions[logical_id] = spec
         for event in props.get("Events", {}).values():
             if event["Type"] != "Api":
                 continue
             ev = event["Properties"]
             streaming = ev.get("ResponseTransferMode") == "RESPONSE_STREAM"
             routes.append(Route(ev["Method"].upper(), ev["Path"], spec, streaming))
-    # API Gateway prefers literal segments over {params}: sort so /responses/x/input_items wins over {id}.
-    routes.sort(key=lambda r: (r.path.count("{"), -len(r.path)))
-    tables = [r for r in resources.values() if r["Type"] == "AWS::DynamoDB::Table"]
-    return StackTemplate(stage=stage, routes=routes, table_properties=tables[0]["Properties"])
+    # API Gateway prefers a literal segment over a {param} at the same position: sort each path's segments as
+    # (literal < param) so /responses/{id}/cancel is tried before /responses/{id}, and /a/b before /a/{x}.
+    routes.sort(key=lambda r: ([seg.startswith("{") for seg in r.path.strip("/").split("/")], r.path, r.method))
+    tables = [(name, r) for name, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table"]
+    return StackTemplate(
+        stage=stage,
+        routes=routes,
+        table_properties=tables[0][1]["Properties"],
+        functions=functions,
+        state_machines=state_machines,
+        table_id=tables[0][0],
+    )

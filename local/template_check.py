@@ -17,6 +17,13 @@ Run from the repository root with the project venv: ``.venv/bin/python -m local.
    directory, the handler named by ``Handler`` exists there (a ``module.function`` handler may also live in a
    layer; a script handler such as ``run.sh`` must be executable), the ``Api`` routes are unique per API, do not
    repeat the stage name, and use a valid ``ResponseTransferMode``.
+5. State machine definitions (``AWS::Serverless::StateMachine``): the ASL file named by a local ``DefinitionUri``
+   (or an inline ``Definition``) is valid JSON, its ``${Name}`` placeholders and the resource's
+   ``DefinitionSubstitutions`` match one to one (CloudFormation leaves an unknown placeholder in the definition
+   as text, which fails only when an execution reaches it), ``StartAt`` and every ``Next``/``Default``/
+   ``Choices[].Next``/``Catch[].Next`` name an existing state, every non-terminal state has ``Next`` or ``End``,
+   and every state is reachable. The transform in step 2 cannot do this: the translator never reads the file
+   (the local URI is replaced by an ``s3://`` one first).
 
 Severity policy for step 2 (deliberate): cfn-lint **errors and warnings fail** the check. The pinned
 aws-sam-translator output lints with zero warnings today, so any warning is new and worth a look (cfn-lint
@@ -56,6 +63,8 @@ LOCAL_URI_KEYS = ("CodeUri", "ContentUri", "DefinitionUri")
 LINT_FAIL_SEVERITIES = frozenset({"error", "warning"})
 MAX_MESSAGE = 160
 TRANSFER_MODES = ("BUFFERED", "RESPONSE_STREAM")
+ASL_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+ASL_TERMINAL_TYPES = frozenset({"Succeed", "Fail", "Choice"})
 
 
 class NoIAMPolicyLoader:
@@ -341,6 +350,108 @@ def check_streaming(transformed: dict[str, Any]) -> list[str]:
     return failures
 
 
+def _asl_placeholders(node: Any) -> set[str]:
+    """Every ``${Name}`` in the strings (keys and values) of an ASL document."""
+    if isinstance(node, str):
+        return set(ASL_PLACEHOLDER.findall(node))
+    if isinstance(node, dict):
+        found: set[str] = set()
+        for key, value in node.items():
+            found |= _asl_placeholders(key) | _asl_placeholders(value)
+        return found
+    if isinstance(node, list):
+        return set().union(*(_asl_placeholders(item) for item in node)) if node else set()
+    return set()
+
+
+def _check_asl_states(machine: Any, where: str) -> list[str]:
+    """``StartAt``, transitions and reachability of one (possibly nested) ``{StartAt, States}`` machine."""
+    if not isinstance(machine, dict) or not isinstance(machine.get("States"), dict) or not machine["States"]:
+        return [f"{where}: no States"]
+    states: dict[str, Any] = machine["States"]
+    failures: list[str] = []
+    start = machine.get("StartAt")
+    if start not in states:
+        failures.append(f"{where}: StartAt {start!r} is not a state")
+    edges: dict[str, list[str]] = {}
+    for name, state in states.items():
+        if not isinstance(state, dict):
+            failures.append(f"{where}.{name}: not an object")
+            continue
+        kind = state.get("Type")
+        targets: list[tuple[str, Any]] = []
+        if "Next" in state:
+            targets.append(("Next", state["Next"]))
+        if "Default" in state:
+            targets.append(("Default", state["Default"]))
+        for i, choice in enumerate(state.get("Choices") or []):
+            targets.append((f"Choices[{i}].Next", (choice or {}).get("Next")))
+        for i, catch in enumerate(state.get("Catch") or []):
+            targets.append((f"Catch[{i}].Next", (catch or {}).get("Next")))
+        for field, target in targets:
+            if target not in states:
+                failures.append(f"{where}.{name}: {field} {target!r} is not a state")
+        if kind == "Choice" and not state.get("Choices"):
+            failures.append(f"{where}.{name}: a Choice state needs Choices")
+        if kind not in ASL_TERMINAL_TYPES and not state.get("End") and "Next" not in state:
+            failures.append(f"{where}.{name}: a {kind} state needs Next or End")
+        if state.get("End") and "Next" in state:
+            failures.append(f"{where}.{name}: has both Next and End")
+        edges[name] = [str(t) for _, t in targets if t in states]
+        # Map and Parallel states hold machines of their own.
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                failures += _check_asl_states(state[key], f"{where}.{name}.{key}")
+        for i, branch in enumerate(state.get("Branches") or []):
+            failures += _check_asl_states(branch, f"{where}.{name}.Branches[{i}]")
+    if start in states:
+        reached, todo = set(), [str(start)]
+        while todo:
+            current = todo.pop()
+            if current not in reached:
+                reached.add(current)
+                todo += edges.get(current, [])
+        for name in states:
+            if name not in reached:
+                failures.append(f"{where}.{name}: unreachable from StartAt {start!r}")
+    return failures
+
+
+def check_state_machines(template: dict[str, Any]) -> list[str]:
+    """Step 5: each state machine's ASL (local ``DefinitionUri`` file or inline ``Definition``)."""
+    failures: list[str] = []
+    for name, res in _resources(template).items():
+        if res.get("Type") != "AWS::Serverless::StateMachine":
+            continue
+        props = res.get("Properties", {})
+        uri = props.get("DefinitionUri")
+        if isinstance(uri, str) and not uri.startswith("s3://"):
+            path = ROOT / uri
+            where = f"{name} ({uri})"
+            try:
+                definition = json.loads(path.read_text())
+            except OSError as exc:
+                failures.append(f"{name}: DefinitionUri {uri!r} cannot be read: {exc.strerror or exc}")
+                continue
+            except json.JSONDecodeError as exc:
+                failures.append(f"{where}: not valid JSON: {exc}")
+                continue
+        elif isinstance(props.get("Definition"), dict):
+            definition, where = props["Definition"], f"{name} (inline Definition)"
+        else:
+            continue  # an S3 definition: nothing local to read
+        substitutions = props.get("DefinitionSubstitutions") or {}
+        used = _asl_placeholders(definition)
+        for missing in sorted(used - set(substitutions)):
+            failures.append(f"{where}: placeholder ${{{missing}}} has no DefinitionSubstitutions entry")
+        for unused in sorted(set(substitutions) - used):
+            failures.append(f"{name}: DefinitionSubstitutions {unused!r} is not used by the definition")
+        failures += _check_asl_states(definition, where)
+        states = definition.get("States") if isinstance(definition, dict) else None
+        print(f"    {name}: {len(states or {})} states, substitutions {sorted(used)}")
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run all checks; print a summary; return the process exit status."""
     parser = argparse.ArgumentParser(prog="python -m local.template_check", description=DESCRIPTION)
@@ -375,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
 
             step("code directories, handlers, API routes")
             failures += check_structure(template)
+
+            step("state machine definitions (ASL)")
+            failures += check_state_machines(template)
 
         t = step("sam validate --lint")
         failures += finish_sam_validate(sam_validate)

@@ -46,7 +46,9 @@ def upstream(upstream_url: str) -> UpstreamLog:
 @pytest.fixture(scope="session")
 def stack(upstream_url: str) -> Iterator[str]:
     """``make serve``'s code path in a child process, with the scripted model as upstream."""
-    with running_stack(upstream_base_url=upstream_url, env={"UPSTREAM_TIMEOUT_SECONDS": "2"}) as base_url:
+    # Background steps of 50 ms: every model turn of a background run is its own state machine step.
+    env = {"UPSTREAM_TIMEOUT_SECONDS": "2", "BACKGROUND_STEP_SECONDS": "0.05"}
+    with running_stack(upstream_base_url=upstream_url, env=env) as base_url:
         yield base_url
 
 

@@ -37,15 +37,23 @@ print(json.dumps({"ms": elapsed * 1000, "rss_mib": resource.getrusage(resource.R
 
 
 def _functions() -> dict[str, Path]:
+    """The file each function of template.yaml imports first (API handlers, the streaming app, the worker)."""
     out: dict[str, Path] = {}
-    for route in load_template().routes:
-        fn = route.function
+    for fn in load_template().functions.values():
         module = fn.asgi_target()[0] if fn.streams else fn.handler.rsplit(".", 1)[0]
-        out[fn.code_dir.name] = fn.code_dir / f"{module}.py"
+        out[fn.code_dir.name] = fn.code_dir / f"{module.replace('.', '/')}.py"
     return out
 
 
-@pytest.mark.parametrize("name", sorted(_functions()))
+def _cases() -> list[object]:
+    """One case per function; skipped only while its handler file has not been written yet."""
+    return [
+        pytest.param(name, marks=pytest.mark.skipif(not path.is_file(), reason=f"{path.relative_to(ROOT)} missing"))
+        for name, path in sorted(_functions().items())
+    ]
+
+
+@pytest.mark.parametrize("name", _cases())
 def test_handlers_import_only_what_they_need(name: str):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "layers" / "engine"), "AWS_DEFAULT_REGION": "us-east-1"}
     out = subprocess.run(
@@ -53,5 +61,5 @@ def test_handlers_import_only_what_they_need(name: str):
     )
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     # mcp/openai/moto never load in a handler; only the streaming function needs aiohttp and starlette
-    expected = ["starlette"] if name == "create_response" else []
+    expected = ["starlette"] if name == "stream" else []
     assert probe["heavy"] == expected, probe

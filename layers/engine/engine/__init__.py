@@ -10,6 +10,7 @@ from __future__ import annotations
 from .errors import APIError, InvalidRequestError, NotFoundError
 from .models.response import Response, ResponseDeleted, ResponseItemList, ResponseList
 from .service import (
+    cancel_response,
     delete_response,
     get_response,
     list_input_items,
@@ -25,6 +26,7 @@ __all__ = [
     "ResponseDeleted",
     "ResponseItemList",
     "ResponseList",
+    "cancel_response",
     "delete_response",
     "get_response",
     "list_input_items",

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .background import check_streamable, replay, submit
 from .create import CreateRun, create_response, prepare_create, run_create
 from .errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
 from .models.request import ResponseCreateParams
 from .observability import logger, metrics
+from .service import get_response
 from .streaming import ResponseStream, sse_encode
 from .tenancy import tenant_from_authorizer
 
-__all__ = ["create", "error_response", "tenant_of"]
+__all__ = ["create", "error_response", "retrieve", "tenant_of"]
 
 _OVERHEAD = "x-overhead-ms"
 
@@ -71,26 +74,85 @@ async def _sse(run: CreateRun) -> AsyncIterator[bytes]:
     _record(run)
 
 
+def _sse_headers(overhead_ms: float | None = None) -> dict[str, str]:
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    if overhead_ms is not None:
+        headers[_OVERHEAD] = f"{overhead_ms:.2f}"
+    return headers
+
+
+async def _replayed(tenant: str, response_id: str, starting_after: int) -> AsyncIterator[bytes]:
+    async for data in replay(tenant, response_id, starting_after):
+        kind = str(from_json(data)["type"])
+        yield b"event: " + kind.encode() + b"\ndata: " + data.encode() + b"\n\n"
+    yield ResponseStream.DONE
+
+
+def _unexpected() -> JSONResponse:
+    logger.exception("unhandled error")
+    return JSONResponse(
+        error_envelope("The server had an error processing your request.", "server_error"), status_code=500
+    )
+
+
 async def create(request: Request) -> Response:
-    """``POST /v1/responses``: JSON, or SSE when ``stream`` is true. Every 4xx is decided before streaming."""
+    """``POST /v1/responses``: JSON, or SSE when ``stream`` is true. Every 4xx is decided before streaming.
+    A background response is queued and answered at once; streamed, its stored events are followed live."""
     started = time.perf_counter()
     context = _request_context(request)
     logger.set_correlation_id(context.get("requestId"))
+    tenant = tenant_from_authorizer(context.get("authorizer"))
     try:
-        run = await prepare_create(
-            await _parse(request), tenant_from_authorizer(context.get("authorizer")), started=started
-        )
+        run = await prepare_create(await _parse(request), tenant, started=started)
+        if run.params.background:
+            await submit(run)
     except APIError as exc:
         return error_response(exc)
     except Exception:
-        logger.exception("unhandled error preparing a response")
-        return JSONResponse(
-            error_envelope("The server had an error processing your request.", "server_error"), status_code=500
-        )
+        return _unexpected()
+    if run.params.background:
+        if run.params.stream:
+            return StreamingResponse(
+                _replayed(tenant, run.response.id, -1), media_type="text/event-stream", headers=_sse_headers()
+            )
+        return Response(to_json(run.response.model_dump(mode="json")), media_type="application/json")
     if run.params.stream:
-        headers = {"cache-control": "no-cache", "x-accel-buffering": "no", _OVERHEAD: f"{run.overhead_ms:.2f}"}
-        return StreamingResponse(_sse(run), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(_sse(run), media_type="text/event-stream", headers=_sse_headers(run.overhead_ms))
     response = await create_response(run)
     _record(run)
     body = to_json(response.model_dump(mode="json"))
     return Response(body, media_type="application/json", headers={_OVERHEAD: f"{run.overhead_ms:.2f}"})
+
+
+class RetrieveParams(BaseModel):
+    """``GET /v1/responses/{id}`` query: ``stream`` replays a background response's events."""
+
+    stream: bool = False
+    starting_after: int | None = Field(default=None, ge=0)
+    include_obfuscation: bool | None = None
+
+
+async def retrieve(request: Request) -> Response:
+    """``GET /v1/responses/{id}``: the stored response, or with ``stream=true`` a background response's events
+    from ``starting_after`` on (replayed with their original sequence numbers, then live until it ends)."""
+    context = _request_context(request)
+    logger.set_correlation_id(context.get("requestId"))
+    tenant = tenant_from_authorizer(context.get("authorizer"))
+    response_id = request.path_params["response_id"]
+    try:
+        try:
+            query = RetrieveParams.model_validate(dict(request.query_params))
+        except ValidationError as exc:
+            raise from_validation_errors(list(exc.errors())) from None
+        if query.stream:
+            await check_streamable(tenant, response_id)
+            after = -1 if query.starting_after is None else query.starting_after
+            return StreamingResponse(
+                _replayed(tenant, response_id, after), media_type="text/event-stream", headers=_sse_headers()
+            )
+        response = await asyncio.to_thread(get_response, tenant, response_id)
+    except APIError as exc:
+        return error_response(exc)
+    except Exception:
+        return _unexpected()
+    return Response(to_json(response.model_dump(mode="json")), media_type="application/json")

@@ -144,6 +144,17 @@ def to_chat_messages(
         elif kind == "function_call":
             function = {"name": item["name"], "arguments": item.get("arguments") or ""}
             _add_tool_call(messages, {"id": item["call_id"], "type": "function", "function": function})
+        elif kind == "mcp_approval_response" and not item.get("approve"):
+            # The model learns the call was refused rather than seeing it vanish.
+            request = next((i for i in items if i.get("id") == item.get("approval_request_id")), None)
+            if request is not None:
+                call_id = f"call_{request['id']}"
+                name = mcp_tool_name(request["server_label"], request["name"])
+                function = {"name": name, "arguments": request.get("arguments") or "{}"}
+                _add_tool_call(messages, {"id": call_id, "type": "function", "function": function})
+                messages.append(
+                    {"role": "tool", "tool_call_id": call_id, "content": "The user did not approve this call."}
+                )
         elif kind == "mcp_call":
             name = mcp_tool_name(item["server_label"], item["name"])
             function = {"name": name, "arguments": item.get("arguments") or "{}"}

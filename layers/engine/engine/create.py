@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .conversation import normalize_input, to_chat_messages
+from .conversation import normalize_input
 from .errors import InvalidRequestError, PreviousResponseNotFoundError
 from .ids import new_id
 from .loop import Approval, run_loop
@@ -45,6 +45,8 @@ class CreateRun:
     provider: Provider
     tools: ToolSet
     approvals: list[Approval]
+    # the chain's items and this request's input: what every turn's messages start from
+    context_items: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
 
@@ -55,8 +57,11 @@ class CreateRun:
 
 
 def _reject_unsupported(params: ResponseCreateParams) -> None:
-    if params.background:
-        raise InvalidRequestError("Background mode is not available on this server yet.", param="background")
+    if params.background and params.store is False:
+        raise InvalidRequestError(
+            "background=true requires store=true: a background response is kept so it can be retrieved.",
+            param="store",
+        )
     if params.conversation is not None:
         raise InvalidRequestError("Conversations are not available on this server yet.", param="conversation")
     if params.prompt is not None:
@@ -91,7 +96,13 @@ def _approvals(items: list[dict[str, Any]], new: list[dict[str, Any]], tools: To
     return approvals
 
 
-async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: float | None = None) -> CreateRun:
+async def prepare_create(
+    params: ResponseCreateParams,
+    tenant: str,
+    *,
+    started: float | None = None,
+    background_of: Response | None = None,
+) -> CreateRun:
     """Validate and resolve everything a create needs; raises ``APIError`` (4xx) before anything streams."""
     _reject_unsupported(params)
     input_items = normalize_input(params.input)
@@ -111,7 +122,7 @@ async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: 
     tools.remember_listings(context + input_items)
     if params.store:
         store.check_items(input_items)
-    response = Response(
+    response = background_of or Response(
         id=new_id("resp"),
         created_at=int(time.time()),
         model=params.model,
@@ -133,10 +144,11 @@ async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: 
         safety_identifier=params.safety_identifier,
         prompt_cache_key=params.prompt_cache_key,
         metadata=params.metadata or {},
+        background=bool(params.background),
     )
     chat = ChatRequest(
         model=params.model,
-        messages=to_chat_messages(params.instructions, context + input_items, tools.chat_name),
+        messages=[],
         temperature=params.temperature,
         top_p=params.top_p,
         max_output_tokens=params.max_output_tokens,
@@ -144,7 +156,9 @@ async def prepare_create(params: ResponseCreateParams, tenant: str, *, started: 
         reasoning_effort=params.reasoning.effort if params.reasoning else None,
         user=params.safety_identifier or params.user,
     )
-    run = CreateRun(tenant, params, response, input_items, ancestors, chat, get_provider(), tools, approvals)
+    run = CreateRun(
+        tenant, params, response, input_items, ancestors, chat, get_provider(), tools, approvals, context + input_items
+    )
     if started is not None:
         run.started = started
     return run

@@ -2,19 +2,22 @@
 hands function calls to the client, or waits for an approval.
 
 Bounded by ``max_tool_calls`` (further calls are ignored and the model is asked to answer) and the configured
-turn limit. Everything the loop does reaches the client as stream events through ``ResponseStream``.
+turn limit. Everything the loop does reaches the client as stream events through ``ResponseStream``. The
+loop's own state is small (``LoopState``) and the conversation is rebuilt from items each turn, so a background
+run can stop after any turn and carry on in another Lambda invocation.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
 from pydantic_core import from_json
 
-from .conversation import mcp_result_text
+from .conversation import to_chat_messages
 from .models.events import ResponseStreamEvent
 from .models.items import McpCall
 from .models.response import InputTokensDetails, OutputTokensDetails, ResponseUsage
@@ -28,9 +31,11 @@ if TYPE_CHECKING:
     from .create import CreateRun
     from .tools.mcp import McpCallResult, McpConnection
 
-__all__ = ["Approval", "run_loop"]
+__all__ = ["Approval", "LoopState", "TurnLoop", "run_loop"]
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+Checkpoint = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +46,16 @@ class Approval:
     approve: bool
 
 
-@dataclass(slots=True)
-class _Usage:
+class LoopState(BaseModel):
+    """Everything the loop must remember between turns (stored between background steps)."""
+
+    prelude_done: bool = False
+    turns: int = 0
+    executed: int = 0
+    tool_choice: str | dict[str, Any] | None = "auto"
+    answer_now: bool = False
+    done: bool = False
+    finish: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
@@ -54,7 +67,7 @@ class _Usage:
         self.cached_tokens += usage.cached_tokens
         self.reasoning_tokens += usage.reasoning_tokens
 
-    def model(self) -> ResponseUsage:
+    def usage(self) -> ResponseUsage:
         return ResponseUsage(
             input_tokens=self.input_tokens,
             input_tokens_details=InputTokensDetails(cached_tokens=self.cached_tokens),
@@ -64,9 +77,13 @@ class _Usage:
         )
 
 
+async def _no_checkpoint() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class _Connections:
-    """One MCP connection per server for the whole response, opened on first use."""
+    """One MCP connection per server for as long as the loop runs, opened on first use."""
 
     run: CreateRun
     open: dict[str, McpConnection] = field(default_factory=dict)
@@ -105,183 +122,190 @@ def _after_first_turn(tool_choice: str | dict[str, Any] | None) -> str | dict[st
     return tool_choice
 
 
-async def _call(connections: _Connections, label: str, name: str, arguments: str) -> McpCallResult:
+def _bad_arguments(arguments: str) -> McpCallResult:
     from .tools.mcp import McpCallResult
 
-    try:
-        parsed = from_json(arguments or "{}")
-    except ValueError as exc:
-        parsed = exc
-    if not isinstance(parsed, dict):
-        text = f"The arguments are not a JSON object: {arguments[:200]!r}"
-        return McpCallResult(
-            None, {"type": "mcp_tool_execution_error", "content": [{"type": "input_text", "text": text}]}
-        )
-    connection = await connections.get(label)
-    return await connection.call_tool(name, parsed)
+    text = f"The arguments are not a JSON object: {arguments[:200]!r}"
+    return McpCallResult(None, {"type": "mcp_tool_execution_error", "content": [{"type": "input_text", "text": text}]})
 
 
-def _tool_message(call: TurnCall, result: McpCallResult) -> dict[str, Any]:
-    return {
-        "role": "tool",
-        "tool_call_id": call.call_id,
-        "content": mcp_result_text({"output": result.output, "error": result.error}),
-    }
+class TurnLoop:
+    """Runs the turns of one response. ``checkpoint`` is awaited before every model and tool call (a background
+    run raises from it once the response is cancelled)."""
 
+    def __init__(
+        self,
+        run: CreateRun,
+        stream: ResponseStream,
+        state: LoopState | None = None,
+        checkpoint: Checkpoint = _no_checkpoint,
+    ) -> None:
+        self.run = run
+        self.stream = stream
+        self.state = state or LoopState(tool_choice=run.params.tool_choice)
+        self.checkpoint = checkpoint
+        self.connections = _Connections(run)
+        self.settings = get_settings()
 
-async def run_loop(run: CreateRun, stream: ResponseStream) -> AsyncIterator[ResponseStreamEvent]:
-    """The response's events between ``in_progress`` and the closing events (which ``service`` adds)."""
-    settings = get_settings()
-    toolset = run.tools
-    messages = list(run.chat.messages)
-    usage = _Usage()
-    executed = 0
-    limit = run.params.max_tool_calls
-    connections = _Connections(run)
-    finish: str | None = None
-    try:
+    async def close(self) -> None:
+        await self.connections.close()
+
+    async def _call(self, label: str, name: str, arguments: str) -> McpCallResult:
+        try:
+            parsed = from_json(arguments or "{}")
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            return _bad_arguments(arguments)
+        await self.checkpoint()
+        connection = await self.connections.get(label)
+        return await connection.call_tool(name, parsed)
+
+    async def _run_call(self, call: TurnCall) -> AsyncIterator[ResponseStreamEvent]:
+        item = call.item
+        assert isinstance(item, McpCall)
+        for event in self.stream.mcp_call_running(call):
+            yield event
+        result = await self._call(item.server_label, item.name, call.arguments)
+        self.state.executed += 1
+        for event in self.stream.mcp_call_finished(call, result.output, result.error):
+            yield event
+
+    async def prelude(self) -> AsyncIterator[ResponseStreamEvent]:
+        """List the tools of MCP servers not listed in the context yet, and run calls approved in the input."""
+        from .tools.mcp import McpError
+
+        toolset = self.run.tools
         for label in [label for label in toolset.servers if label not in toolset.listed]:
-            events, item, index = stream.mcp_list_started(label)
+            events, item, index = self.stream.mcp_list_started(label)
             for event in events:
                 yield event
-            from .tools.mcp import McpError
-
+            await self.checkpoint()
             try:
-                tools = await (await connections.get(label)).list_tools()
+                tools = await (await self.connections.get(label)).list_tools()
                 error = None
             except McpError as exc:
                 tools, error = [], exc.message
             # allowed_tools filters what is imported, as OpenAI's mcp_list_tools shows it
             tools = [tool for tool in tools if toolset.servers[label].permits(tool)]
             toolset.listed[label] = tools
-            for event in stream.mcp_list_finished(item, index, [t.to_item() for t in tools], error):
+            for event in self.stream.mcp_list_finished(item, index, [t.to_item() for t in tools], error):
                 yield event
-
-        for approval in run.approvals:
-            request = approval.request
+        toolset.refresh()
+        for approval in self.run.approvals:
             if not approval.approve:
-                # The model learns the call was refused rather than seeing it vanish.
-                call_id = f"call_{request['id']}"
-                function = {"name": toolset.chat_name(request["server_label"], request["name"]),
-                            "arguments": request.get("arguments") or "{}"}  # fmt: skip
-                messages.append({"role": "assistant", "content": None, "tool_calls": [
-                    {"id": call_id, "type": "function", "function": function}]})  # fmt: skip
-                messages.append(
-                    {"role": "tool", "tool_call_id": call_id, "content": "The user did not approve this call."}
-                )
-                continue
-            events, call = stream.mcp_call_approved(
+                continue  # the model is told from the approval response item (see conversation)
+            request = approval.request
+            events, call = self.stream.mcp_call_approved(
                 request["server_label"], request["name"], request.get("arguments") or "", request["id"]
             )
             for event in events:
                 yield event
-            for event in stream.mcp_call_running(call):
+            async for event in self._run_call(call):
                 yield event
-            result = await _call(connections, request["server_label"], request["name"], call.arguments)
-            executed += 1
-            for event in stream.mcp_call_finished(call, result.output, result.error):
-                yield event
-            function = {
-                "name": toolset.chat_name(request["server_label"], request["name"]),
-                "arguments": call.arguments,
-            }
-            messages.append({"role": "assistant", "content": None, "tool_calls": [
-                {"id": call.call_id, "type": "function", "function": function}]})  # fmt: skip
-            messages.append(_tool_message(call, result))
+        self.state.prelude_done = True
 
-        tool_choice = run.params.tool_choice
-        answer_now = False
-        for turn in range(settings.max_turns):
-            planned = executed
+    def _classifier(self) -> Callable[[str], tuple[CallKind, str | None, str]]:
+        toolset = self.run.tools
+        limit = self.run.params.max_tool_calls
+        planned = self.state.executed
 
-            def classify(chat_name: str) -> tuple[CallKind, str | None, str]:
-                nonlocal planned
-                target = toolset.resolve(chat_name)
-                if target.kind == "function" or target.server_label is None:
-                    return "function", None, target.name
-                if limit is not None and planned >= limit:
-                    return "ignore", target.server_label, target.name
-                server = toolset.servers[target.server_label]
-                if server.needs_approval(toolset.mcp_tool(target.server_label, target.name) or target.name):
-                    return "approval", target.server_label, target.name
-                planned += 1
-                return "mcp", target.server_label, target.name
+        def classify(chat_name: str) -> tuple[CallKind, str | None, str]:
+            nonlocal planned
+            target = toolset.resolve(chat_name)
+            if target.kind == "function" or target.server_label is None:
+                return "function", None, target.name
+            if limit is not None and planned >= limit:
+                return "ignore", target.server_label, target.name
+            server = toolset.servers[target.server_label]
+            if server.needs_approval(toolset.mcp_tool(target.server_label, target.name) or target.name):
+                return "approval", target.server_label, target.name
+            planned += 1
+            return "mcp", target.server_label, target.name
 
-            offered, chat_choice = toolset.offer(tool_choice)
-            if offered and (answer_now or turn == settings.max_turns - 1):
-                chat_choice = "none"
-            chat = replace(
-                run.chat,
-                messages=messages,
-                tools=offered,
-                tool_choice=chat_choice,
-                parallel_tool_calls=run.chat.parallel_tool_calls if offered else None,
-            )
-            stream.begin_turn(classify)
-            finish = None
-            upstream = run.provider.stream(chat).__aiter__()
-            while True:
-                waited = time.perf_counter()
-                try:
-                    delta = await anext(upstream)
-                except StopAsyncIteration:
-                    break
-                finally:
-                    run.upstream_seconds += time.perf_counter() - waited
-                if isinstance(delta, TextDelta):
-                    events = stream.text(delta.text)
-                elif isinstance(delta, ReasoningDelta):
-                    events = stream.reasoning(delta.text)
-                elif isinstance(delta, ToolCallDelta):
-                    events = stream.tool_call(delta)
-                elif isinstance(delta, Usage):
-                    usage.add(delta)
-                    events = []
-                elif isinstance(delta, Finish):
-                    finish, events = delta.reason, []
-                for event in events:
-                    yield event
-            events, made = stream.end_turn()
+        return classify
+
+    async def turn(self) -> AsyncIterator[ResponseStreamEvent]:
+        """One model turn and the MCP calls it made; sets ``state.done`` when the response is answered."""
+        state, run, stream = self.state, self.run, self.stream
+        last = state.answer_now or state.turns >= self.settings.max_turns - 1
+        offered, chat_choice = run.tools.offer(state.tool_choice)
+        if offered and last:
+            chat_choice = "none"
+        items = run.context_items + [item.model_dump() for item in stream.response.output]
+        chat = run.chat.with_turn(
+            messages=to_chat_messages(run.params.instructions, items, run.tools.chat_name),
+            tools=offered,
+            tool_choice=chat_choice,
+        )
+        await self.checkpoint()
+        stream.begin_turn(self._classifier())
+        state.finish = None
+        upstream = run.provider.stream(chat).__aiter__()
+        while True:
+            waited = time.perf_counter()
+            try:
+                delta = await anext(upstream)
+            except StopAsyncIteration:
+                break
+            finally:
+                run.upstream_seconds += time.perf_counter() - waited
+            if isinstance(delta, TextDelta):
+                events = stream.text(delta.text)
+            elif isinstance(delta, ReasoningDelta):
+                events = stream.reasoning(delta.text)
+            elif isinstance(delta, ToolCallDelta):
+                events = stream.tool_call(delta)
+            elif isinstance(delta, Usage):
+                state.add(delta)
+                events = []
+            elif isinstance(delta, Finish):
+                state.finish, events = delta.reason, []
             for event in events:
                 yield event
-            mcp_calls = [c for c in made.calls if c.kind == "mcp"]
-            hands_back = any(c.kind in ("function", "approval") for c in made.calls)
-            if not mcp_calls:
-                ignored = any(c.kind == "ignore" for c in made.calls)
-                if ignored and not hands_back and not answer_now:
-                    answer_now = True  # max_tool_calls reached: the model answers with what it has
-                    continue
-                break
-            tool_messages: list[dict[str, Any]] = []
-            for call in mcp_calls:
-                assert call.item is not None
-                for event in stream.mcp_call_running(call):
-                    yield event
-                mcp_call = call.item
-                assert isinstance(mcp_call, McpCall)
-                outcome = await _call(connections, mcp_call.server_label, mcp_call.name, call.arguments)
-                executed += 1
-                for event in stream.mcp_call_finished(call, outcome.output, outcome.error):
-                    yield event
-                tool_messages.append(_tool_message(call, outcome))
-            messages.append({
-                "role": "assistant",
-                "content": made.text or None,
-                "tool_calls": [
-                    {"id": c.call_id, "type": "function", "function": {"name": c.chat_name, "arguments": c.arguments}}
-                    for c in mcp_calls
-                ],
-            })  # fmt: skip
-            messages.extend(tool_messages)
-            if hands_back or finish == "length":
-                break
-            tool_choice = _after_first_turn(tool_choice)
-            answer_now = limit is not None and executed >= limit
-        closing = stream.finish(usage.model(), _INCOMPLETE.get(finish or "stop"))
-    except ProviderError as exc:
+        events, made = stream.end_turn()
+        for event in events:
+            yield event
+        state.turns += 1
+        mcp_calls = [c for c in made.calls if c.kind == "mcp"]
+        hands_back = any(c.kind in ("function", "approval") for c in made.calls)
+        if not mcp_calls:
+            ignored = any(c.kind == "ignore" for c in made.calls)
+            if ignored and not hands_back and not state.answer_now:
+                state.answer_now = True  # max_tool_calls reached: the model answers with what it has
+            else:
+                state.done = True
+            return
+        for call in mcp_calls:
+            async for event in self._run_call(call):
+                yield event
+        limit = run.params.max_tool_calls
+        state.tool_choice = _after_first_turn(state.tool_choice)
+        state.answer_now = limit is not None and state.executed >= limit
+        state.done = hands_back or state.finish == "length" or state.turns >= self.settings.max_turns
+
+    def finish(self) -> list[ResponseStreamEvent]:
+        """The closing events of a finished loop (the terminal event comes after storing)."""
+        return self.stream.finish(self.state.usage(), _INCOMPLETE.get(self.state.finish or "stop"))
+
+    def fail(self, exc: ProviderError) -> list[ResponseStreamEvent]:
         logger.warning("upstream failed", extra={"code": exc.code, "status": exc.status, "error": exc.message})
-        closing = stream.fail(exc.code, exc.message, usage.model())
+        return self.stream.fail(exc.code, exc.message, self.state.usage())
+
+
+async def run_loop(run: CreateRun, stream: ResponseStream) -> AsyncIterator[ResponseStreamEvent]:
+    """A whole response in one go (the foreground path): prelude, turns until done, closing events."""
+    loop = TurnLoop(run, stream)
+    try:
+        async for event in loop.prelude():
+            yield event
+        while not loop.state.done:
+            async for event in loop.turn():
+                yield event
+        closing = loop.finish()
+    except ProviderError as exc:
+        closing = loop.fail(exc)
     finally:
-        await connections.close()
+        await loop.close()
     for event in closing:
         yield event

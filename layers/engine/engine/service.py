@@ -5,29 +5,43 @@ Kept apart from ``create`` so these handlers do not import the turn loop, the pr
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Literal
 
 from .errors import InvalidRequestError, NotFoundError
 from .models.response import Response, ResponseDeleted, ResponseItemList, ResponseList
+from .observability import logger
+from .settings import get_settings
 from .storage import get_store
 
-__all__ = ["delete_response", "get_response", "list_input_items", "list_responses"]
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions.client import SFNClient
+
+__all__ = [
+    "cancel_response",
+    "delete_response",
+    "get_response",
+    "list_input_items",
+    "list_responses",
+    "not_found",
+    "sfn_client",
+]
 
 
-def _not_found(response_id: str) -> NotFoundError:
+def not_found(response_id: str) -> NotFoundError:
     return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
 
 
 def get_response(tenant: str, response_id: str) -> Response:
     response = get_store().get(tenant, response_id)
     if response is None:
-        raise _not_found(response_id)
+        raise not_found(response_id)
     return response
 
 
 def delete_response(tenant: str, response_id: str) -> ResponseDeleted:
     if not get_store().delete(tenant, response_id):
-        raise _not_found(response_id)
+        raise not_found(response_id)
     return ResponseDeleted(id=response_id)
 
 
@@ -36,7 +50,7 @@ def list_input_items(
 ) -> ResponseItemList:
     page = get_store().list_input_items(tenant, response_id, limit=limit, order=order, after=after)
     if page is None:
-        raise _not_found(response_id)
+        raise not_found(response_id)
     return ResponseItemList(
         data=page.data,
         first_id=page.data[0]["id"] if page.data else None,
@@ -55,3 +69,30 @@ def list_responses(tenant: str, *, limit: int, after: str | None, before: str | 
         last_id=page.data[-1].id if page.data else None,
         has_more=page.has_more,
     )
+
+
+@lru_cache(maxsize=1)
+def sfn_client() -> SFNClient:
+    import boto3
+
+    return boto3.client("stepfunctions")
+
+
+def cancel_response(tenant: str, response_id: str) -> Response:
+    """Cancel a queued or running background response; a finished one is returned unchanged."""
+    store = get_store()
+    outcome = store.cancel(tenant, response_id)
+    if outcome == "missing":
+        raise not_found(response_id)
+    if outcome == "not_background":
+        raise InvalidRequestError("Cannot cancel a synchronous response.", param="response_id")
+    if outcome == "cancelled":
+        arn = get_settings().state_machine_arn.replace(":stateMachine:", ":execution:")
+        try:
+            sfn_client().stop_execution(executionArn=f"{arn}:{response_id}", error="Cancelled")
+        except Exception:  # best effort: the record already says cancelled, and the worker checks it
+            logger.warning("StopExecution failed", extra={"response_id": response_id})
+    response = store.get(tenant, response_id)
+    if response is None:
+        raise not_found(response_id)
+    return response

@@ -38,6 +38,12 @@ class Settings(BaseModel):
     mcp_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     mcp_call_timeout_seconds: float = Field(default=60.0, gt=0)
     mcp_max_output_bytes: int = Field(default=100_000, ge=1_000)
+    # Background runs: the state machine that runs them, and how a worker step and a replaying stream behave.
+    state_machine_arn: str = ""
+    background_step_seconds: float = Field(default=60.0, gt=0)
+    background_flush_seconds: float = Field(default=0.2, ge=0)
+    background_poll_seconds: float = Field(default=0.1, gt=0)
+    background_stream_seconds: float = Field(default=870.0, gt=0)
     default_tenant: str = "default"
 
     @classmethod

@@ -35,6 +35,7 @@ from .models.events import (
     ResponseMcpListToolsInProgressEvent,
     ResponseOutputItemAddedEvent,
     ResponseOutputItemDoneEvent,
+    ResponseQueuedEvent,
     ResponseReasoningTextDeltaEvent,
     ResponseReasoningTextDoneEvent,
     ResponseStreamEvent,
@@ -119,9 +120,9 @@ class ResponseStream:
 
     DONE = _SSE_DONE
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, sequence_start: int = 0) -> None:
         self.response = response
-        self._seq = 0
+        self._seq = sequence_start
         self._open: _OpenText | None = None
         self._pending: dict[int, _PendingCall] = {}
         self._classify: Classifier = _unclassified
@@ -147,12 +148,18 @@ class ResponseStream:
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
     def start(self) -> list[ResponseStreamEvent]:
-        """``response.created`` then ``response.in_progress``: sent before the upstream's first byte."""
+        """``response.created`` then ``response.in_progress`` (``response.queued`` for a background response):
+        sent before the upstream's first byte."""
         snapshot = self.response.model_copy(deep=True)
-        return [
-            self._stamp(ResponseCreatedEvent(response=snapshot)),
-            self._stamp(ResponseInProgressEvent(response=snapshot)),
-        ]
+        created = self._stamp(ResponseCreatedEvent(response=snapshot))
+        if self.response.status == "queued":
+            return [created, self._stamp(ResponseQueuedEvent(response=snapshot))]
+        return [created, self._stamp(ResponseInProgressEvent(response=snapshot))]
+
+    def in_progress(self) -> list[ResponseStreamEvent]:
+        """A background response leaving the queue."""
+        self.response.status = "in_progress"
+        return [self._stamp(ResponseInProgressEvent(response=self.response.model_copy(deep=True)))]
 
     def finish(self, usage: ResponseUsage | None, incomplete_reason: str | None = None) -> list[ResponseStreamEvent]:
         """Close every open item and settle the status; the terminal event comes from ``terminal()``."""

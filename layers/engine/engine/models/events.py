@@ -29,6 +29,7 @@ __all__ = [
     "ResponseMcpListToolsInProgressEvent",
     "ResponseOutputItemAddedEvent",
     "ResponseOutputItemDoneEvent",
+    "ResponseQueuedEvent",
     "ResponseReasoningTextDeltaEvent",
     "ResponseReasoningTextDoneEvent",
     "ResponseStreamEvent",
@@ -43,6 +44,11 @@ class _Event(BaseModel):
 
 class ResponseCreatedEvent(_Event):
     type: Literal["response.created"] = "response.created"
+    response: Response
+
+
+class ResponseQueuedEvent(_Event):
+    type: Literal["response.queued"] = "response.queued"
     response: Response
 
 
@@ -194,6 +200,7 @@ class ResponseErrorEvent(_Event):
 ResponseStreamEvent = (
     ResponseCreatedEvent
     | ResponseInProgressEvent
+    | ResponseQueuedEvent
     | ResponseCompletedEvent
     | ResponseIncompleteEvent
     | ResponseFailedEvent

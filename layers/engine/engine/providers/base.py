@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 __all__ = [
@@ -34,6 +34,18 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     user: str | None = None
+
+    def with_turn(
+        self, *, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: str | dict[str, Any] | None
+    ) -> ChatRequest:
+        """This request for one model turn: its messages and the tools offered in it."""
+        return replace(
+            self,
+            messages=messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=self.parallel_tool_calls if tools else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,3 +43,39 @@ class ResponseStore(Protocol):
     ) -> Page[dict[str, Any]] | None: ...
 
     def list_responses(self, tenant: str, *, limit: int, after: str | None, before: str | None) -> Page[Response]: ...
+
+    # background runs: the record is the commit point (see storage.dynamodb)
+
+    def create_background(
+        self,
+        tenant: str,
+        response: Response,
+        input_items: list[dict[str, Any]],
+        ancestors: list[str],
+        job: dict[str, Any],
+        events: list[tuple[int, str]],
+    ) -> None: ...
+
+    def job(self, response_id: str) -> dict[str, Any] | None: ...
+
+    def progress(self, response_id: str) -> tuple[str, int, int] | None:
+        """(status, committed output items, committed events), or None when absent or expired."""
+
+    def start_background(self, response_id: str) -> bool: ...
+
+    def commit_progress(
+        self,
+        response: Response,
+        *,
+        n_out: int,
+        new_output: list[dict[str, Any]],
+        events: list[tuple[int, str]],
+        next_seq: int,
+        job: dict[str, Any] | None,
+    ) -> bool: ...
+
+    def events(self, response_id: str, after: int, before: int) -> list[tuple[int, str]]: ...
+
+    def cancel(
+        self, tenant: str, response_id: str
+    ) -> Literal["cancelled", "not_background", "finished", "missing"]: ...

@@ -156,8 +156,12 @@ class DynamoResponseStore:
             kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
 
     def _response_from(self, meta: dict[str, Any], outputs: list[dict[str, Any]]) -> Response:
+        """The response as committed: the record's status, and exactly the output items it counts (a background
+        worker cut off by a cancel may have written more, which were never committed)."""
         data = dict(from_json(meta["response"]["S"]))
-        data["output"] = [_decode_item(row) for row in outputs]
+        data["status"] = meta["status"]["S"]
+        n_out = int(meta.get("n_out", {}).get("N", len(outputs)))
+        data["output"] = [_decode_item(row) for row in outputs[:n_out]]
         return Response.model_validate(data)
 
     def get(self, tenant: str, response_id: str) -> Response | None:
@@ -282,6 +286,186 @@ class DynamoResponseStore:
             self._response_from(m, out) for m, out in zip(metas, outputs, strict=True) if self._complete(m, out, "OUT")
         ]
         return Page(responses, has_more)
+
+    # --- background runs ---------------------------------------------------------------------------------------
+    # A background response's record is its commit point: the worker writes output items and stream events
+    # first, then advances ``n_out``/``next_seq`` with an update conditional on ``in_progress``. Readers see only
+    # what the record counts, so a worker cut off by a cancel leaves nothing visible behind.
+
+    def _rows(self, response_id: str, prefix: str, items: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "pk": _pk(response_id),
+                "sk": {"S": f"{prefix}#{start + n:06d}"},
+                "item_id": {"S": str(item.get("id", ""))},
+                **_encode_item(item),
+            }
+            for n, item in enumerate(items)
+        ]
+
+    def _event_rows(self, response_id: str, events: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        return [{"pk": _pk(response_id), "sk": {"S": f"EVT#{seq:08d}"}, "event": {"S": data}} for seq, data in events]
+
+    def create_background(
+        self,
+        tenant: str,
+        response: Response,
+        input_items: list[dict[str, Any]],
+        ancestors: list[str],
+        job: dict[str, Any],
+        events: list[tuple[int, str]],
+    ) -> None:
+        """The queued response, its input, its first stream events and the job the worker will run."""
+        expires = {"N": str(response.created_at + self.retention_seconds)}
+        rows = self._rows(response.id, "IN", input_items, 0) + self._event_rows(response.id, events)
+        rows.append({"pk": _pk(response.id), "sk": {"S": "JOB"}, "job": {"S": to_json(job).decode()}})
+        for row in rows:
+            row["expires_at"] = expires
+        self._batch_write([{"PutRequest": {"Item": row}} for row in rows])
+        meta: dict[str, Any] = {
+            "pk": _pk(response.id),
+            "sk": {"S": _META},
+            "tenant": {"S": tenant},
+            "status": {"S": response.status},
+            "background": {"BOOL": True},
+            "created_at": {"N": str(response.created_at)},
+            "expires_at": expires,
+            "response": {"S": response.model_dump_json(exclude={"output"})},
+            "gsi1pk": {"S": f"TENANT#{tenant}"},
+            "gsi1sk": {"S": response.id},
+            "n_in": {"N": str(len(input_items))},
+            "n_out": {"N": "0"},
+            "next_seq": {"N": str(len(events))},
+        }
+        if ancestors:
+            meta["ancestors"] = {"L": [{"S": a} for a in ancestors]}
+        self._ddb.put_item(TableName=self.table_name, Item=meta, ConditionExpression="attribute_not_exists(pk)")
+
+    def job(self, response_id: str) -> dict[str, Any] | None:
+        result = self._ddb.get_item(
+            TableName=self.table_name, Key={"pk": _pk(response_id), "sk": {"S": "JOB"}}, ConsistentRead=True
+        )
+        item = result.get("Item")
+        return dict(from_json(item["job"]["S"])) if item else None
+
+    def progress(self, response_id: str) -> tuple[str, int, int] | None:
+        """(status, committed output items, committed events) of a response, read strongly consistently."""
+        result = self._ddb.get_item(
+            TableName=self.table_name,
+            Key={"pk": _pk(response_id), "sk": {"S": _META}},
+            ConsistentRead=True,
+            ProjectionExpression="#s, n_out, next_seq, expires_at",
+            ExpressionAttributeNames={"#s": "status"},
+        )
+        meta = result.get("Item")
+        if meta is None or int(meta["expires_at"]["N"]) <= int(time.time()):
+            return None
+        return (
+            meta["status"]["S"],
+            int(meta.get("n_out", {}).get("N", "0")),
+            int(meta.get("next_seq", {}).get("N", "0")),
+        )
+
+    def start_background(self, response_id: str) -> bool:
+        """queued → in_progress; False if the response is no longer queued (cancelled, or already started)."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key={"pk": _pk(response_id), "sk": {"S": _META}},
+                UpdateExpression="SET #s = :ip",
+                ConditionExpression="#s = :q",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":ip": {"S": "in_progress"}, ":q": {"S": "queued"}},
+            )
+            return True
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
+
+    def commit_progress(
+        self,
+        response: Response,
+        *,
+        n_out: int,
+        new_output: list[dict[str, Any]],
+        events: list[tuple[int, str]],
+        next_seq: int,
+        job: dict[str, Any] | None,
+    ) -> bool:
+        """Write output items and events, then advance the record (and its status, when ``response`` has reached
+        a terminal one) only if it is still ``in_progress``. ``job=None`` removes the job (it holds the request's
+        MCP credentials), which a terminal commit does. False: the response was cancelled meanwhile."""
+        expires = {"N": str(response.created_at + self.retention_seconds)}
+        rows = self._rows(response.id, "OUT", new_output, n_out - len(new_output))
+        rows += self._event_rows(response.id, events)
+        for row in rows:
+            row["expires_at"] = expires
+        self._batch_write([{"PutRequest": {"Item": row}} for row in rows])
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key={"pk": _pk(response.id), "sk": {"S": _META}},
+                UpdateExpression="SET #s = :to, n_out = :n, next_seq = :seq, #r = :resp",
+                ConditionExpression="#s = :ip",
+                ExpressionAttributeNames={"#s": "status", "#r": "response"},
+                ExpressionAttributeValues={
+                    ":to": {"S": response.status},
+                    ":n": {"N": str(n_out)},
+                    ":seq": {"N": str(next_seq)},
+                    ":resp": {"S": response.model_dump_json(exclude={"output"})},
+                    ":ip": {"S": "in_progress"},
+                },
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        key = {"pk": _pk(response.id), "sk": {"S": "JOB"}}
+        if job is None:
+            self._ddb.delete_item(TableName=self.table_name, Key=key)
+        else:
+            item = {**key, "job": {"S": to_json(job).decode()}, "expires_at": expires}
+            self._ddb.put_item(TableName=self.table_name, Item=item)
+        return True
+
+    def events(self, response_id: str, after: int, before: int) -> list[tuple[int, str]]:
+        """Committed stream events with ``after < sequence_number < before``."""
+        if before <= after + 1:
+            return []
+        rows = self._query_all(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":pk": _pk(response_id),
+                ":lo": {"S": f"EVT#{after + 1:08d}"},
+                ":hi": {"S": f"EVT#{before - 1:08d}"},
+            },
+        )
+        return [(int(r["sk"]["S"][4:]), r["event"]["S"]) for r in rows]
+
+    def cancel(self, tenant: str, response_id: str) -> Literal["cancelled", "not_background", "finished", "missing"]:
+        """queued|in_progress → cancelled, for background responses; what happened otherwise."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key={"pk": _pk(response_id), "sk": {"S": _META}},
+                UpdateExpression="SET #s = :c",
+                ConditionExpression="tenant = :t AND background = :yes AND #s IN (:q, :ip) AND expires_at > :now",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":c": {"S": "cancelled"},
+                    ":t": {"S": tenant},
+                    ":yes": {"BOOL": True},
+                    ":q": {"S": "queued"},
+                    ":ip": {"S": "in_progress"},
+                    ":now": {"N": str(int(time.time()))},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            self._ddb.delete_item(TableName=self.table_name, Key={"pk": _pk(response_id), "sk": {"S": "JOB"}})
+            return "cancelled"
+        except self._ddb.exceptions.ConditionalCheckFailedException as exc:
+            old: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+            if not self._live_meta(tenant, old):
+                return "missing"
+            assert old is not None
+            return "not_background" if not old.get("background", {}).get("BOOL") else "finished"
 
     # --- delete ------------------------------------------------------------------------------------------------
 

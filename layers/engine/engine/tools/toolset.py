@@ -106,7 +106,8 @@ class ToolSet:
                 return chat
         return _CHAT_NAME.sub("_", tool_name)[:64]
 
-    def _index(self) -> None:
+    def refresh(self) -> None:
+        """Recompute the names the model sees (after tools were listed)."""
         self._targets = {f.name: Target("function", f.name) for f in self.functions}
         for label, tools in self.listed.items():
             server = self.servers.get(label)
@@ -132,7 +133,7 @@ class ToolSet:
                     )
                     for t in item.get("tools") or []
                 ]
-        self._index()
+        self.refresh()
 
     def resolve(self, chat_name: str) -> Target:
         return self._targets.get(chat_name) or Target("function", chat_name)
@@ -144,7 +145,7 @@ class ToolSet:
         self, tool_choice: str | dict[str, Any] | None
     ) -> tuple[list[dict[str, Any]], str | dict[str, Any] | None]:
         """(the Chat Completions ``tools`` the model may see this turn, the Chat ``tool_choice``)."""
-        self._index()
+        self.refresh()
         chat: list[dict[str, Any]] = []
         for name, target in self._targets.items():
             if target.kind == "function":

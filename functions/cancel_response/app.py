@@ -1,4 +1,4 @@
-"""GET /v1/responses/{response_id} — one stored response."""
+"""POST /v1/responses/{response_id}/cancel — stops a queued or running background response."""
 
 from typing import Any
 
@@ -6,19 +6,19 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from engine import get_response, tenant_from_authorizer
+from engine import cancel_response, tenant_from_authorizer
 from engine.http import make_rest_resolver
 from engine.observability import logger, metrics, tracer
 
 app = make_rest_resolver()
 
 
-@app.get("/responses/<response_id>")
+@app.post("/responses/<response_id>/cancel")
 @tracer.capture_method(capture_response=False)
-def retrieve(response_id: str) -> dict[str, Any]:
+def cancel(response_id: str) -> dict[str, Any]:
     tenant = tenant_from_authorizer(app.current_event.request_context.authorizer.raw_event)
-    response = get_response(tenant, response_id)
-    metrics.add_metric(name="ResponsesRetrieved", unit=MetricUnit.Count, value=1)
+    response = cancel_response(tenant, response_id)
+    metrics.add_metric(name="ResponsesCancelled", unit=MetricUnit.Count, value=1)
     return response.model_dump(mode="json")
 
 

@@ -1,0 +1,20 @@
+"""The background worker: one step of the state machine (``shared/statemachine/background.asl.json``).
+
+Input ``{"response_id", "step"}``; output ``{"response_id", "step", "done"}``. Powertools Idempotency makes a
+retried step return the first attempt's result instead of calling the model again.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from engine.observability import logger, metrics, tracer
+from engine.worker import idempotency_config, run_step_once
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency_config().register_lambda_context(context)
+    return run_step_once(step_input={"response_id": event["response_id"], "step": int(event.get("step", 0))})
