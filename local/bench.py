@@ -647,6 +647,59 @@ class Bench:
             ),
         ]
 
+    def background(self) -> None:
+        """Cancel: from the cancel request to the upstream stream being closed; replay: events/s from storage."""
+        import httpx
+
+        section = "background runs (Step Functions on moto, worker in process)"
+        log(section)
+        root = self.upstream.removesuffix("/v1")
+        cancel_ms: list[float] = []
+        closed_ms: list[float] = []
+        with httpx.Client(base_url=self.stack, timeout=30) as http:
+            for _ in range(8):
+                body = {"model": MODEL, "input": "SLOW 50\nbench", "background": True}
+                response_id = http.post("/responses", json=body).json()["id"]
+                deadline = time.monotonic() + 10
+                while httpx.get(f"{root}/_stats").json()["in_flight"] == 0 and time.monotonic() < deadline:
+                    time.sleep(0.005)  # until the worker's upstream stream is open
+                time.sleep(0.3)
+                started = time.perf_counter()
+                answer = http.post(f"/responses/{response_id}/cancel").json()
+                cancel_ms.append((time.perf_counter() - started) * 1000)
+                if answer.get("status") != "cancelled":
+                    self.notes.append(f"background cancel: status {answer.get('status')}")
+                while httpx.get(f"{root}/_stats").json()["in_flight"] and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                closed_ms.append((time.perf_counter() - started) * 1000)
+            body = {"model": MODEL, "input": "bench", "background": True}
+            response_id = http.post("/responses", json=body).json()["id"]
+            while http.get(f"/responses/{response_id}").json()["status"] in ("queued", "in_progress"):
+                time.sleep(0.02)
+            rates: list[float] = []
+            for _ in range(10):
+                started = time.perf_counter()
+                with http.stream("GET", f"/responses/{response_id}", params={"stream": "true"}) as stream:
+                    events = sum(1 for line in stream.iter_lines() if line.startswith("event: "))
+                rates.append(events / (time.perf_counter() - started))
+        self.rows += [
+            Row(
+                "cancel request latency (ms)",
+                len(cancel_ms),
+                pct(cancel_ms, 0.5),
+                pct(cancel_ms, 0.99),
+                section=section,
+            ),
+            Row(
+                "cancel → upstream stream closed (ms)",
+                len(closed_ms),
+                pct(closed_ms, 0.5),
+                pct(closed_ms, 0.99),
+                section=section,
+            ),
+            Row(f"replay of {events} stored events (events/s)", len(rates), pct(rates, 0.5), section=section),
+        ]
+
     def create_c1(self) -> None:
         section = "c=1 non-streaming create (store=true writes to moto DynamoDB)"
         log(section)
@@ -1084,6 +1137,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.streams_c1()
         bench.create_c1()
         bench.mcp_c1()
+        bench.background()
         bench.client_choice()
         bench.streams_c50()
         rows += bench.rows
