@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -45,6 +46,18 @@ class Settings(BaseModel):
     background_poll_seconds: float = Field(default=0.1, gt=0)
     background_stream_seconds: float = Field(default=870.0, gt=0)
     default_tenant: str = "default"
+    # Which model provider answers: any OpenAI-compatible Chat Completions endpoint, or Amazon Bedrock's
+    # Converse API (IAM role credentials; UPSTREAM_BASE_URL then unused).
+    upstream_provider: Literal["chat_completions", "bedrock"] = "chat_completions"
+    bedrock_region: str = ""
+    # Auth: "keys" (hashed keys in the table, the deployed default), "single" (one key from a Secrets Manager
+    # secret), "off" (local stack only, when API_KEYS is unset). A deployment never runs with "off".
+    auth_mode: Literal["keys", "single", "off"] = "keys"
+    api_key_secret_arn: str = ""
+    # Seconds the stream function caches a key lookup when it checks keys itself (function URL requests).
+    auth_cache_seconds: float = Field(default=300.0, ge=0)
+    # Unknown request fields, unsupported hosted tools: ignored and logged (default), or a 400 as on OpenAI.
+    strict_requests: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
