@@ -26,7 +26,7 @@ CASES: list[tuple[str, Any, str | None, str | None]] = [
     ("unknown item type", {"model": "m", "input": [{"type": "teleport"}]}, "input[0]", None),
     ("bad content part", {"model": "m", "input": [{"role": "user", "content": [{"type": "x"}]}]}, "input[0]", None),
     ("unknown include", {"model": "m", "input": "x", "include": ["everything"]}, "include[0]", None),
-    ("unsupported tool", {"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type", None),
+    ("unknown tool type", {"model": "m", "input": "x", "tools": [{"type": "teleport"}]}, "tools[0].type", None),
     ("background without store", {"model": "m", "input": "x", "background": True, "store": False}, "store", None),
     ("safety_identifier too long", {"model": "m", "input": "x", "safety_identifier": "s" * 65}, "safety_identifier",
      None),
@@ -54,3 +54,10 @@ def test_bad_create_is_a_clear_400(http: httpx.Client, name: str, body: Any, par
 def test_unknown_top_level_fields_are_ignored(http: httpx.Client):
     response = http.post("/responses", json={"model": "m", "input": "x", "client_metadata": {"a": 1}})
     assert response.status_code == 200 and response.json()["status"] == "completed"
+
+
+def test_hosted_tools_are_accepted_but_not_offered(http: httpx.Client):
+    tools = [{"type": "web_search"}, {"type": "function", "name": "f", "parameters": {"type": "object"}}]
+    response = http.post("/responses", json={"model": "m", "input": "x", "tools": tools})
+    assert response.status_code == 200 and response.headers["x-ignored-tools"] == "web_search"
+    assert [t["type"] for t in response.json()["tools"]] == ["function"]

@@ -25,6 +25,8 @@ from .tenancy import tenant_from_authorizer
 __all__ = ["create", "error_response", "retrieve", "tenant_of"]
 
 _OVERHEAD = "x-overhead-ms"
+# hosted tools in the request that no provider here can run, and which the model was therefore not offered
+_IGNORED = "x-ignored-tools"
 
 
 def error_response(exc: APIError) -> JSONResponse:
@@ -116,12 +118,14 @@ async def create(request: Request) -> Response:
                 _replayed(tenant, run.response.id, -1), media_type="text/event-stream", headers=_sse_headers()
             )
         return Response(to_json(run.response.model_dump(mode="json")), media_type="application/json")
+    ignored = {_IGNORED: ",".join(run.tools.ignored)} if run.tools.ignored else {}
     if run.params.stream:
-        return StreamingResponse(_sse(run), media_type="text/event-stream", headers=_sse_headers(run.overhead_ms))
+        headers = {**_sse_headers(run.overhead_ms), **ignored}
+        return StreamingResponse(_sse(run), media_type="text/event-stream", headers=headers)
     response = await create_response(run)
     _record(run)
     body = to_json(response.model_dump(mode="json"))
-    return Response(body, media_type="application/json", headers={_OVERHEAD: f"{run.overhead_ms:.2f}"})
+    return Response(body, media_type="application/json", headers={_OVERHEAD: f"{run.overhead_ms:.2f}", **ignored})
 
 
 class RetrieveParams(BaseModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pydantic_core import to_json
+
 from .errors import InvalidRequestError
 from .ids import new_id
 from .models.items import (
@@ -24,6 +26,8 @@ _ID_PREFIX = {
     "function_call_output": "fco",
     "reasoning": "rs",
     "mcp_approval_response": "mcpa",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
 }
 
 
@@ -121,10 +125,14 @@ def _add_tool_call(messages: list[dict[str, Any]], call: dict[str, Any]) -> None
         messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
+def _plain_name(item: dict[str, Any]) -> str:
+    return str(item["name"])
+
+
 def to_chat_messages(
     instructions: str | None,
     items: list[dict[str, Any]],
-    mcp_tool_name: Callable[[str, str], str] = lambda label, name: name,
+    model_name: Callable[[dict[str, Any]], str] = _plain_name,
 ) -> list[dict[str, Any]]:
     """Stored/request items → Chat Completions ``messages``.
 
@@ -142,24 +150,27 @@ def to_chat_messages(
             content = _text_parts(item.get("content") or [])
             messages.append({"role": role, "content": content})
         elif kind == "function_call":
-            function = {"name": item["name"], "arguments": item.get("arguments") or ""}
+            function = {"name": model_name(item), "arguments": item.get("arguments") or ""}
+            _add_tool_call(messages, {"id": item["call_id"], "type": "function", "function": function})
+        elif kind == "custom_tool_call":
+            function = {"name": model_name(item), "arguments": to_json({"input": item.get("input", "")}).decode()}
             _add_tool_call(messages, {"id": item["call_id"], "type": "function", "function": function})
         elif kind == "mcp_approval_response" and not item.get("approve"):
             # The model learns the call was refused rather than seeing it vanish.
             request = next((i for i in items if i.get("id") == item.get("approval_request_id")), None)
             if request is not None:
                 call_id = f"call_{request['id']}"
-                name = mcp_tool_name(request["server_label"], request["name"])
+                name = model_name({"type": "mcp_call", **request})
                 function = {"name": name, "arguments": request.get("arguments") or "{}"}
                 _add_tool_call(messages, {"id": call_id, "type": "function", "function": function})
                 messages.append(
                     {"role": "tool", "tool_call_id": call_id, "content": "The user did not approve this call."}
                 )
         elif kind == "mcp_call":
-            name = mcp_tool_name(item["server_label"], item["name"])
+            name = model_name(item)
             function = {"name": name, "arguments": item.get("arguments") or "{}"}
             _add_tool_call(messages, {"id": item["id"], "type": "function", "function": function})
             messages.append({"role": "tool", "tool_call_id": item["id"], "content": mcp_result_text(item)})
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": _output_text(item["output"])})
     return messages

@@ -73,6 +73,9 @@ def _reject_unsupported(params: ResponseCreateParams) -> None:
     if params.stream_options is not None and not params.stream:
         raise InvalidRequestError("stream_options may only be set when stream is true.", param="stream_options")
     if params.model_extra:
+        if get_settings().strict_requests:
+            name = sorted(params.model_extra)[0]
+            raise InvalidRequestError(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
         logger.info("ignoring unknown request fields", extra={"fields": sorted(params.model_extra)})
 
 
@@ -106,8 +109,12 @@ async def prepare_create(
     """Validate and resolve everything a create needs; raises ``APIError`` (4xx) before anything streams."""
     _reject_unsupported(params)
     input_items = normalize_input(params.input)
+    settings = get_settings()
     tools = await build_toolset(
-        params.tools, params.tool_choice, allow_private=get_settings().mcp_allow_private_networks
+        params.tools,
+        params.tool_choice,
+        allow_private=settings.mcp_allow_private_networks,
+        strict=settings.strict_requests,
     )
     store = get_store()
     context: list[dict[str, Any]] = []

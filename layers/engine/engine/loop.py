@@ -213,8 +213,10 @@ class TurnLoop:
         def classify(chat_name: str) -> tuple[CallKind, str | None, str]:
             nonlocal planned
             target = toolset.resolve(chat_name)
+            if target.kind == "custom":
+                return "custom", None, target.name
             if target.kind == "function" or target.server_label is None:
-                return "function", None, target.name
+                return "function", target.namespace, target.name
             if limit is not None and planned >= limit:
                 return "ignore", target.server_label, target.name
             server = toolset.servers[target.server_label]
@@ -234,7 +236,7 @@ class TurnLoop:
             chat_choice = "none"
         items = run.context_items + [item.model_dump() for item in stream.response.output]
         chat = run.chat.with_turn(
-            messages=to_chat_messages(run.params.instructions, items, run.tools.chat_name),
+            messages=to_chat_messages(run.params.instructions, items, run.tools.model_name),
             tools=offered,
             tool_choice=chat_choice,
         )
@@ -268,7 +270,7 @@ class TurnLoop:
             yield event
         state.turns += 1
         mcp_calls = [c for c in made.calls if c.kind == "mcp"]
-        hands_back = any(c.kind in ("function", "approval") for c in made.calls)
+        hands_back = any(c.kind in ("function", "custom", "approval") for c in made.calls)
         if not mcp_calls:
             ignored = any(c.kind == "ignore" for c in made.calls)
             if ignored and not hands_back and not state.answer_now:

@@ -13,12 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic_core import from_json
+
 from .ids import new_id
 from .models.events import (
     ResponseCompletedEvent,
     ResponseContentPartAddedEvent,
     ResponseContentPartDoneEvent,
     ResponseCreatedEvent,
+    ResponseCustomToolCallInputDeltaEvent,
+    ResponseCustomToolCallInputDoneEvent,
     ResponseErrorEvent,
     ResponseFailedEvent,
     ResponseFunctionCallArgumentsDeltaEvent,
@@ -47,6 +51,7 @@ from .models.items import (
     McpCall,
     McpListTools,
     ReasoningText,
+    ResponseCustomToolCall,
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputText,
@@ -65,8 +70,9 @@ def sse_encode(event: ResponseStreamEvent) -> bytes:
     return b"event: " + event.type.encode() + b"\ndata: " + event.model_dump_json().encode() + b"\n\n"
 
 
-CallKind = Literal["function", "mcp", "approval", "ignore"]
-# chat name -> (kind, MCP server label, tool name); decided once per call, when its name is known.
+CallKind = Literal["function", "custom", "mcp", "approval", "ignore"]
+# chat name -> (kind, MCP server label or function namespace, tool name); decided once per call, when its name
+# is known.
 Classifier = Callable[[str], tuple[CallKind, str | None, str]]
 
 
@@ -78,7 +84,7 @@ class TurnCall:
     chat_name: str
     arguments: str
     call_id: str
-    item: ResponseFunctionToolCall | McpCall | McpApprovalRequest | None = None
+    item: ResponseFunctionToolCall | ResponseCustomToolCall | McpCall | McpApprovalRequest | None = None
     index: int = -1
 
 
@@ -109,6 +115,14 @@ class _PendingCall:
         self.name = ""
         self.call: TurnCall | None = None
         self.call_id = call_id or ""
+
+
+def _custom_input(arguments: str) -> str:
+    try:
+        parsed = from_json(arguments or "{}")
+    except ValueError:
+        return arguments
+    return str(parsed.get("input", "")) if isinstance(parsed, dict) else arguments
 
 
 def _unclassified(name: str) -> tuple[CallKind, str | None, str]:
@@ -246,13 +260,15 @@ class ResponseStream:
         call = TurnCall(kind, pending.name, "", pending.call_id or new_id("call"))
         pending.call = call
         if kind == "function":
-            call.item = ResponseFunctionToolCall(id=new_id("fc"), call_id=call.call_id, name=name)
+            call.item = ResponseFunctionToolCall(id=new_id("fc"), call_id=call.call_id, name=name, namespace=label)
+        elif kind == "custom":
+            call.item = ResponseCustomToolCall(id=new_id("ctc"), call_id=call.call_id, name=name)
         elif kind == "mcp":
             call.item = McpCall(id=new_id("mcp"), server_label=label or "", name=name, status="in_progress")
         elif kind == "approval":
             call.item = McpApprovalRequest(id=new_id("mcpr"), server_label=label or "", name=name)
         events: list[ResponseStreamEvent] = []
-        if kind in ("function", "mcp"):
+        if kind in ("function", "custom", "mcp"):
             call.index, added = self._add(call.item)
             events.append(added)
         buffered = "".join(pending.arguments)
@@ -298,6 +314,22 @@ class ResponseStream:
                         ResponseFunctionCallArgumentsDoneEvent(
                             item_id=item.id, output_index=call.index, arguments=item.arguments, name=item.name
                         )
+                    )
+                )
+                events.append(self._done(call.index, item))
+            elif isinstance(item, ResponseCustomToolCall):
+                # offered as a function of one string: its input is known once the JSON arguments are whole
+                item.input = _custom_input(call.arguments)
+                events.append(
+                    self._stamp(
+                        ResponseCustomToolCallInputDeltaEvent(
+                            item_id=item.id, output_index=call.index, delta=item.input
+                        )
+                    )
+                )
+                events.append(
+                    self._stamp(
+                        ResponseCustomToolCallInputDoneEvent(item_id=item.id, output_index=call.index, input=item.input)
                     )
                 )
                 events.append(self._done(call.index, item))

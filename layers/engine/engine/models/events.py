@@ -13,6 +13,8 @@ __all__ = [
     "ResponseContentPartAddedEvent",
     "ResponseContentPartDoneEvent",
     "ResponseCreatedEvent",
+    "ResponseCustomToolCallInputDeltaEvent",
+    "ResponseCustomToolCallInputDoneEvent",
     "ResponseErrorEvent",
     "ResponseFailedEvent",
     "ResponseFunctionCallArgumentsDeltaEvent",
@@ -188,6 +190,16 @@ class ResponseMcpCallFailedEvent(_ItemEvent):
     type: Literal["response.mcp_call.failed"] = "response.mcp_call.failed"
 
 
+class ResponseCustomToolCallInputDeltaEvent(_ItemEvent):
+    type: Literal["response.custom_tool_call_input.delta"] = "response.custom_tool_call_input.delta"
+    delta: str
+
+
+class ResponseCustomToolCallInputDoneEvent(_ItemEvent):
+    type: Literal["response.custom_tool_call_input.done"] = "response.custom_tool_call_input.done"
+    input: str
+
+
 class ResponseErrorEvent(_Event):
     """Flat fields as the spec says; the terminal ``response.failed`` follows it."""
 
@@ -222,5 +234,7 @@ ResponseStreamEvent = (
     | ResponseMcpCallInProgressEvent
     | ResponseMcpCallCompletedEvent
     | ResponseMcpCallFailedEvent
+    | ResponseCustomToolCallInputDeltaEvent
+    | ResponseCustomToolCallInputDoneEvent
     | ResponseErrorEvent
 )

@@ -11,6 +11,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_serializer
 
 __all__ = [
+    "CustomToolCallItem",
+    "CustomToolCallOutputItem",
     "FunctionCallOutputItem",
     "InputContent",
     "InputFile",
@@ -26,6 +28,7 @@ __all__ = [
     "OutputContent",
     "ReasoningItem",
     "ReasoningText",
+    "ResponseCustomToolCall",
     "ResponseFunctionToolCall",
     "ResponseOutputItem",
     "ResponseOutputMessage",
@@ -121,6 +124,22 @@ class FunctionCallItem(_Model):
     arguments: str
     id: str | None = None
     status: Literal["in_progress", "completed", "incomplete"] | None = None
+    namespace: str | None = None
+
+
+class CustomToolCallItem(_Model):
+    type: Literal["custom_tool_call"] = "custom_tool_call"
+    call_id: str
+    name: str
+    input: str
+    id: str | None = None
+
+
+class CustomToolCallOutputItem(_Model):
+    type: Literal["custom_tool_call_output"] = "custom_tool_call_output"
+    call_id: str
+    output: str | list[InputContent]
+    id: str | None = None
 
 
 class FunctionCallOutputItem(_Model):
@@ -199,6 +218,8 @@ InputItem = Annotated[
     Annotated[Message, Tag("message")]
     | Annotated[FunctionCallItem, Tag("function_call")]
     | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[CustomToolCallItem, Tag("custom_tool_call")]
+    | Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")]
     | Annotated[ItemReference, Tag("item_reference")]
     | Annotated[McpListTools, Tag("mcp_list_tools")]
@@ -230,6 +251,15 @@ class ResponseFunctionToolCall(_Model):
     name: str
     arguments: str = ""
     status: ItemStatus = "in_progress"
+    namespace: str | None = None
+
+
+class ResponseCustomToolCall(_Model):
+    id: str
+    type: Literal["custom_tool_call"] = "custom_tool_call"
+    call_id: str
+    name: str
+    input: str = ""
 
 
 class ResponseReasoningItem(_Model):
@@ -244,6 +274,7 @@ class ResponseReasoningItem(_Model):
 ResponseOutputItem = Annotated[
     ResponseOutputMessage
     | ResponseFunctionToolCall
+    | ResponseCustomToolCall
     | ResponseReasoningItem
     | McpListTools
     | McpCall

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import from_validation_errors
 
-__all__ = ["FunctionTool", "parse_function_tool"]
+__all__ = ["CustomTool", "FunctionTool", "parse_custom_tool", "parse_function_tool"]
 
 
 class FunctionTool(BaseModel):
@@ -20,8 +20,8 @@ class FunctionTool(BaseModel):
     parameters: dict[str, Any] | None = None
     strict: bool | None = True
 
-    def to_chat(self) -> dict[str, Any]:
-        function: dict[str, Any] = {"name": self.name, "parameters": self.parameters or {"type": "object"}}
+    def to_chat(self, chat_name: str | None = None) -> dict[str, Any]:
+        function: dict[str, Any] = {"name": chat_name or self.name, "parameters": self.parameters or {"type": "object"}}
         if self.description:
             function["description"] = self.description
         if self.strict:
@@ -34,6 +34,39 @@ def parse_function_tool(raw: dict[str, Any], index: int) -> FunctionTool:
     flat = {"type": "function", **raw["function"]} if isinstance(raw.get("function"), dict) else raw
     try:
         return FunctionTool.model_validate(flat)
+    except ValidationError as exc:
+        err = from_validation_errors(exc.errors())
+        err.param = f"tools[{index}].{err.param}" if err.param else f"tools[{index}]"
+        raise err from None
+
+
+class CustomTool(BaseModel):
+    """``{"type": "custom"}``: free-form input. Chat Completions upstreams know only JSON functions, so it is
+    offered as a function taking one string, ``input``, and its calls come back as ``custom_tool_call`` items."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    type: str = "custom"
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9_.:-]+$")
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+    def to_chat(self) -> dict[str, Any]:
+        description = self.description or ""
+        if self.format and self.format.get("type") == "grammar":
+            description += (
+                f"\nThe input must follow this {self.format.get('syntax')} grammar:\n{self.format.get('definition')}"
+            )
+        parameters = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
+        function: dict[str, Any] = {"name": self.name, "parameters": parameters}
+        if description.strip():
+            function["description"] = description.strip()
+        return {"type": "function", "function": function}
+
+
+def parse_custom_tool(raw: dict[str, Any], index: int) -> CustomTool:
+    try:
+        return CustomTool.model_validate(raw)
     except ValidationError as exc:
         err = from_validation_errors(exc.errors())
         err.param = f"tools[{index}].{err.param}" if err.param else f"tools[{index}]"

@@ -16,9 +16,9 @@ def check_pairing(items: list[dict[str, Any]]) -> None:
     answered: set[str] = set()
     for item in items:
         kind = item.get("type")
-        if kind == "function_call":
+        if kind in ("function_call", "custom_tool_call"):
             calls[item["call_id"]] = None
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id = item.get("call_id")
             if call_id not in calls:
                 raise InvalidRequestError(

@@ -14,12 +14,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidRequestError, from_validation_errors
-from .function import FunctionTool, parse_function_tool
+from ..observability import logger
+from .function import CustomTool, FunctionTool, parse_custom_tool, parse_function_tool
 from .mcp import McpServerSpec, McpTool, check_destination, validate_headers
 
-__all__ = ["McpServerRef", "Target", "ToolSet", "build_toolset"]
+__all__ = ["HOSTED_TOOLS", "McpServerRef", "Target", "ToolSet", "build_toolset"]
 
 _CHAT_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+# Tools OpenAI runs on its own infrastructure; no provider here can run them.
+HOSTED_TOOLS = frozenset({
+    "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11", "file_search",
+    "code_interpreter", "image_generation", "computer", "computer_use", "computer_use_preview", "local_shell",
+    "shell", "apply_patch", "tool_search", "programmatic_tool_calling",
+})  # fmt: skip
 
 
 class _ToolNames(BaseModel):
@@ -81,23 +88,37 @@ class McpServerRef:
 class Target:
     """What a name the model called refers to."""
 
-    kind: Literal["function", "mcp"]
+    kind: Literal["function", "custom", "mcp"]
     name: str
     server_label: str | None = None
+    namespace: str | None = None
 
 
 @dataclass(slots=True)
 class ToolSet:
     echoed: list[dict[str, Any]] = field(default_factory=list)
     functions: list[FunctionTool] = field(default_factory=list)
+    customs: list[CustomTool] = field(default_factory=list)
+    # namespace -> its function tools (offered as namespace__name, returned as function_call with namespace)
+    namespaces: dict[str, list[FunctionTool]] = field(default_factory=dict)
     servers: dict[str, McpServerRef] = field(default_factory=dict)
+    # hosted tool types in the request that no provider here can run (not offered; reported in a header)
+    ignored: list[str] = field(default_factory=list)
     # label -> tools the server listed (this response, or an mcp_list_tools item already in context)
     listed: dict[str, list[McpTool]] = field(default_factory=dict)
     _targets: dict[str, Target] = field(default_factory=dict)
 
     @property
     def has_tools(self) -> bool:
-        return bool(self.functions or self.servers)
+        return bool(self.functions or self.customs or self.namespaces or self.servers)
+
+    def model_name(self, item: dict[str, Any]) -> str:
+        """The function name the model knows a history item's call by."""
+        if item.get("type") == "mcp_call":
+            return self.chat_name(item["server_label"], item["name"])
+        if item.get("namespace"):
+            return _CHAT_NAME.sub("_", f"{item['namespace']}__{item['name']}")[:64]
+        return str(item["name"])
 
     def chat_name(self, server_label: str, tool_name: str) -> str:
         """The function name the model sees for an MCP tool (unique, and valid for any upstream)."""
@@ -109,6 +130,11 @@ class ToolSet:
     def refresh(self) -> None:
         """Recompute the names the model sees (after tools were listed)."""
         self._targets = {f.name: Target("function", f.name) for f in self.functions}
+        self._targets.update({c.name: Target("custom", c.name) for c in self.customs})
+        for namespace, members in self.namespaces.items():
+            for f in members:
+                chat = _CHAT_NAME.sub("_", f"{namespace}__{f.name}")[:64]
+                self._targets[chat] = Target("function", f.name, namespace=namespace)
         for label, tools in self.listed.items():
             server = self.servers.get(label)
             for tool in tools:
@@ -149,7 +175,10 @@ class ToolSet:
         chat: list[dict[str, Any]] = []
         for name, target in self._targets.items():
             if target.kind == "function":
-                chat.append(next(f for f in self.functions if f.name == name).to_chat())
+                pool = self.namespaces[target.namespace] if target.namespace else self.functions
+                chat.append(next(f for f in pool if f.name == target.name).to_chat(name))
+            elif target.kind == "custom":
+                chat.append(next(c for c in self.customs if c.name == name).to_chat())
             else:
                 assert target.server_label is not None
                 tool = self.mcp_tool(target.server_label, target.name)
@@ -163,8 +192,10 @@ class ToolSet:
         if tool_choice is None or isinstance(tool_choice, str):
             return chat, tool_choice
         kind = tool_choice.get("type")
-        if kind == "function":
+        if kind in ("function", "custom"):
             return chat, {"type": "function", "function": {"name": tool_choice["name"]}}
+        if kind in HOSTED_TOOLS:
+            return chat, "auto"  # a hosted tool nobody here runs: the model chooses among the others
         if kind == "mcp":
             label = str(tool_choice.get("server_label"))
             if tool_choice.get("name"):
@@ -195,16 +226,18 @@ def _redacted(param: McpToolParam) -> dict[str, Any]:
     return echo
 
 
-def _check_tool_choice(tool_choice: str | dict[str, Any] | None, toolset: ToolSet) -> None:
+def _check_tool_choice(tool_choice: str | dict[str, Any] | None, toolset: ToolSet, *, strict: bool) -> None:
     if tool_choice is None or isinstance(tool_choice, str):
         if tool_choice not in (None, "auto", "none", "required"):
             raise InvalidRequestError(
                 f"Invalid tool_choice: '{tool_choice}'.", param="tool_choice", code="invalid_value"
             )
         return
-    names = {f.name for f in toolset.functions}
+    names = {f.name for f in toolset.functions} | {c.name for c in toolset.customs}
     kind = tool_choice.get("type")
-    if kind == "function":
+    if kind in HOSTED_TOOLS and not strict:
+        return
+    if kind in ("function", "custom"):
         if tool_choice.get("name") not in names:
             raise InvalidRequestError(
                 f"Tool choice '{tool_choice.get('name')}' not found in 'tools' parameter.", param="tool_choice"
@@ -238,17 +271,46 @@ def _check_tool_choice(tool_choice: str | dict[str, Any] | None, toolset: ToolSe
         )
 
 
+def _unique(toolset: ToolSet, name: str, index: int) -> None:
+    if name in {f.name for f in toolset.functions} | {c.name for c in toolset.customs}:
+        raise InvalidRequestError(f"Duplicate tool name '{name}'.", param=f"tools[{index}].name")
+
+
 async def build_toolset(
-    tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any] | None, *, allow_private: bool
+    tools: list[dict[str, Any]] | None,
+    tool_choice: str | dict[str, Any] | None,
+    *,
+    allow_private: bool,
+    strict: bool = False,
 ) -> ToolSet:
-    """Validate the request's ``tools`` (shapes, headers, MCP destinations) and ``tool_choice``."""
+    """Validate the request's ``tools`` (shapes, headers, MCP destinations) and ``tool_choice``. Hosted tools
+    no provider here can run are left out (``strict``: a 400, as OpenAI answers for an unknown tool type)."""
     toolset = ToolSet()
     for index, raw in enumerate(tools or []):
         kind = raw.get("type")
+        if kind in HOSTED_TOOLS and not strict:
+            logger.info("hosted tool not offered to the model", extra={"tool_type": kind})
+            toolset.ignored.append(str(kind))
+            continue
+        if kind == "custom":
+            custom = parse_custom_tool(raw, index)
+            _unique(toolset, custom.name, index)
+            toolset.customs.append(custom)
+            toolset.echoed.append(custom.model_dump(exclude_none=True))
+            continue
+        if kind == "namespace":
+            namespace = str(raw.get("name") or "")
+            members = raw.get("tools")
+            if not _CHAT_NAME.sub("", namespace) or not isinstance(members, list):
+                raise InvalidRequestError(
+                    "A namespace tool needs a 'name' and a list of function 'tools'.", param=f"tools[{index}]"
+                )
+            toolset.namespaces[namespace] = [parse_function_tool(m, index) for m in members]
+            toolset.echoed.append(raw)
+            continue
         if kind == "function":
             tool = parse_function_tool(raw, index)
-            if any(f.name == tool.name for f in toolset.functions):
-                raise InvalidRequestError(f"Duplicate tool name '{tool.name}'.", param=f"tools[{index}].name")
+            _unique(toolset, tool.name, index)
             toolset.functions.append(tool)
             toolset.echoed.append(tool.model_dump())
         elif kind in ("mcp", "sse"):
@@ -285,5 +347,5 @@ async def build_toolset(
                 param=f"tools[{index}].type",
                 code="invalid_value",
             )
-    _check_tool_choice(tool_choice, toolset)
+    _check_tool_choice(tool_choice, toolset, strict=strict)
     return toolset
