@@ -32,6 +32,9 @@ def running_stack(
     child_env = {**os.environ, "PORT": str(port), "PYTHONPATH": f"{ROOT / 'layers' / 'engine'}{os.pathsep}{ROOT}"}
     child_env.pop("UPSTREAM_BASE_URL", None)
     child_env.pop("UPSTREAM_API_KEY", None)
+    # Auth and limits only when a caller asks for them (a shell's API_KEYS must not turn auth on for the suite).
+    for name in ("API_KEYS", "AUTH_CACHE_SECONDS", "LOCAL_RATE_LIMIT", "LOCAL_BURST_LIMIT"):
+        child_env.pop(name, None)
     if upstream_base_url:
         child_env["UPSTREAM_BASE_URL"] = upstream_base_url
         child_env["UPSTREAM_API_KEY"] = "sk-scripted"

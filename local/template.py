@@ -1,4 +1,5 @@
-"""What the local stack reads from ``template.yaml``: the API routes, the functions, the table, the state machines.
+"""What the local stack reads from ``template.yaml``: the API routes, the functions, the table, the state machines,
+and the API's authorizer, usage plan and gateway responses.
 
 Routes come from the template itself (not a second hand-kept list), so the local gateway serves exactly
 what API Gateway would; state machines are created on moto from the same ASL file the template deploys.
@@ -8,14 +9,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from samtranslator.yaml_helper import yaml_parse
 
-__all__ = ["FunctionSpec", "Route", "StackTemplate", "StateMachineSpec", "load_template"]
+__all__ = [
+    "ApiSpec",
+    "AuthorizerSpec",
+    "FunctionSpec",
+    "GatewayResponseSpec",
+    "Route",
+    "StackTemplate",
+    "StateMachineSpec",
+    "UsagePlanSpec",
+    "load_template",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,6 +102,42 @@ class StateMachineSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthorizerSpec:
+    """A Lambda REQUEST authorizer (``Auth.Authorizers.<name>`` with ``FunctionPayloadType: REQUEST``)."""
+
+    name: str
+    function: FunctionSpec
+    identity_headers: tuple[str, ...]  # Identity.Headers: all must be present, or API Gateway answers 401
+    ttl_seconds: int  # Identity.ReauthorizeEvery (API Gateway's default 300), parameters resolved to defaults
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePlanSpec:
+    """The ``AWS::ApiGateway::UsagePlan`` of the API's stage (throttle per API key)."""
+
+    rate_limit: float
+    burst_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayResponseSpec:
+    """One of the API's ``GatewayResponses``: status, headers (values unquoted) and the JSON body template."""
+
+    status: int | None
+    headers: dict[str, str]
+    template: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSpec:
+    authorizer: AuthorizerSpec | None = None  # the DefaultAuthorizer
+    api_key_required: bool = False
+    api_key_source: str = "HEADER"  # ApiKeySourceType
+    usage_plan: UsagePlanSpec | None = None
+    gateway_responses: dict[str, GatewayResponseSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class StackTemplate:
     stage: str
     routes: list[Route]
@@ -98,14 +145,75 @@ class StackTemplate:
     functions: dict[str, FunctionSpec]  # every AWS::Serverless::Function, by logical id
     state_machines: dict[str, StateMachineSpec]  # every AWS::Serverless::StateMachine, by logical id
     table_id: str = "Table"  # logical id of the AWS::DynamoDB::Table
+    parameters: dict[str, Any] = field(default_factory=dict)  # parameter defaults
+    api: ApiSpec = field(default_factory=ApiSpec)
+
+
+def _resolve(value: Any, parameters: dict[str, Any]) -> Any:
+    """``!Ref Parameter`` → the parameter's default (what the local stack runs with); anything else as is."""
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in parameters:
+        return parameters[value["Ref"]]
+    return value
+
+
+def _api_spec(
+    api_id: str | None, resources: dict[str, Any], functions: dict[str, FunctionSpec], parameters: dict[str, Any]
+) -> ApiSpec:
+    if api_id is None:
+        return ApiSpec()
+    props: dict[str, Any] = resources[api_id]["Properties"]
+    auth: dict[str, Any] = props.get("Auth") or {}
+    authorizer: AuthorizerSpec | None = None
+    default = auth.get("DefaultAuthorizer")
+    if default and default != "NONE":
+        config = auth["Authorizers"][default]
+        arn = config.get("FunctionArn")
+        target = arn.get("Fn::GetAtt", [None])[0] if isinstance(arn, dict) else None
+        if target not in functions or config.get("FunctionPayloadType") != "REQUEST":
+            raise ValueError(f"{api_id}: the local stack runs REQUEST authorizers of this template's functions only")
+        identity = config.get("Identity") or {}
+        authorizer = AuthorizerSpec(
+            name=default,
+            function=functions[target],
+            identity_headers=tuple(identity.get("Headers") or ()),
+            ttl_seconds=int(_resolve(identity.get("ReauthorizeEvery", 300), parameters)),
+        )
+    usage_plan: UsagePlanSpec | None = None
+    for resource in resources.values():
+        if resource["Type"] != "AWS::ApiGateway::UsagePlan":
+            continue
+        plan = resource["Properties"]
+        if any((stage.get("ApiId") or {}).get("Ref") == api_id for stage in plan.get("ApiStages") or []):
+            throttle = plan.get("Throttle") or {}
+            usage_plan = UsagePlanSpec(
+                rate_limit=float(_resolve(throttle.get("RateLimit", 10_000), parameters)),
+                burst_limit=int(_resolve(throttle.get("BurstLimit", 5_000), parameters)),
+            )
+    responses: dict[str, GatewayResponseSpec] = {}
+    for kind, response in (props.get("GatewayResponses") or {}).items():
+        headers = (response.get("ResponseParameters") or {}).get("Headers") or {}
+        status = response.get("StatusCode")
+        responses[kind] = GatewayResponseSpec(
+            status=int(status) if status is not None else None,
+            headers={name: str(value).strip("'") for name, value in headers.items()},
+            template=(response.get("ResponseTemplates") or {}).get("application/json"),
+        )
+    return ApiSpec(
+        authorizer=authorizer,
+        api_key_required=bool(auth.get("ApiKeyRequired", False)),
+        api_key_source=str(props.get("ApiKeySourceType", "HEADER")),
+        usage_plan=usage_plan,
+        gateway_responses=responses,
+    )
 
 
 @cache
 def load_template(path: Path = ROOT / "template.yaml") -> StackTemplate:
     doc: dict[str, Any] = yaml_parse(path.read_text())
     resources: dict[str, Any] = doc["Resources"]
-    apis = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Api"]
-    stage = str(apis[0]["Properties"]["StageName"]) if apis else "Prod"
+    apis = [name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Api"]
+    stage = str(resources[apis[0]]["Properties"]["StageName"]) if apis else "Prod"
+    parameters = {name: p.get("Default") for name, p in (doc.get("Parameters") or {}).items()}
     globals_fn: dict[str, Any] = doc.get("Globals", {}).get("Function", {})
     routes: list[Route] = []
     functions: dict[str, FunctionSpec] = {}
@@ -149,4 +257,6 @@ def load_template(path: Path = ROOT / "template.yaml") -> StackTemplate:
         functions=functions,
         state_machines=state_machines,
         table_id=tables[0][0],
+        parameters=parameters,
+        api=_api_spec(apis[0] if apis else None, resources, functions, parameters),
     )
