@@ -1,4 +1,5 @@
-"""Model providers: one small protocol (``base.Provider``), a Chat Completions client and the demo model."""
+"""Model providers: one small protocol (``base.Provider``), a Chat Completions client, Amazon Bedrock (Converse)
+and the demo model."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ __all__ = ["ChatRequest", "Provider", "ProviderError", "get_provider"]
 
 @lru_cache(maxsize=1)
 def get_provider() -> Provider:
-    """The configured upstream, or the labelled demo model when no upstream is set."""
+    """The configured upstream (Amazon Bedrock when UPSTREAM_PROVIDER=bedrock, whatever UPSTREAM_BASE_URL says),
+    or the labelled demo model when no upstream is set."""
     settings = get_settings()
+    if settings.upstream_provider == "bedrock":
+        from .bedrock import BedrockProvider
+
+        return BedrockProvider(settings)
     if not settings.upstream_base_url:
         from .demo import DemoProvider
 
