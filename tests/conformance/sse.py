@@ -113,7 +113,8 @@ def check_framing(capture: Capture, *, replay: bool = False) -> None:
         data_lines = frame.fields("data")
         assert len(data_lines) == 1, f"one data: line per event, got {frame.lines}"
         assert len(frame.fields("event")) == 1, f"one event: line per event, got {frame.lines}"
-        extra = [line for line in frame.lines if not line.startswith(("event:", "data:", ":", "id:", "retry:"))]
+        # Open Responses: servers SHOULD NOT use `id:`; nothing else is expected besides comments
+        extra = [line for line in frame.lines if not line.startswith(("event:", "data:", ":"))]
         assert extra == [], f"unexpected SSE lines {extra}"
     for event in capture.events:
         assert event.name == event.type, f"event: {event.name!r} != data.type {event.type!r}"
@@ -123,8 +124,9 @@ def check_framing(capture: Capture, *, replay: bool = False) -> None:
     types = capture.types
     assert [t for t in types if t in TERMINAL] == [types[-1]], f"one terminal event, last: {types}"
     # sequence_number from 0 (or from where the replay starts), no gaps, on every event, top-level int
-    numbers = [event.data.get("sequence_number") for event in capture.events]
-    assert all(isinstance(n, int) and not isinstance(n, bool) for n in numbers), numbers
+    raw = [event.data.get("sequence_number") for event in capture.events]
+    numbers = [n for n in raw if type(n) is int]
+    assert numbers == raw, f"sequence_number missing or not an integer: {raw}"
     start = numbers[0] if replay else 0
     assert numbers == list(range(start, start + len(numbers))), f"sequence numbers {numbers}"
     if start == 0:
@@ -172,23 +174,25 @@ def check_items(capture: Capture, *, partial: bool = False) -> None:
             final = data["item"]
             for key in ("type", "id", "call_id"):
                 assert final.get(key) == item.get(key), f"output_item.done changed {key}: {item} -> {final}"
-            open_parts = [key for key, state in parts.items() if key[0] == index and state == "open"]
+            open_parts = [part for part, state in parts.items() if part[0] == index and state == "open"]
             assert open_parts == [], f"item {index} done with parts still open: {open_parts}"
             done[index] = final
             continue
         assert data.get("item_id") == item["id"], f"{kind} item_id {data.get('item_id')!r} != {item['id']!r}"
         if "content_index" in data:
-            key = (index, data["content_index"])
+            part = (index, int(data["content_index"]))
             if kind == "response.content_part.added":
-                assert key not in parts, f"content part {key} added twice"
+                assert part not in parts, f"content part {part} added twice"
                 expected = len([k for k in parts if k[0] == index])
                 assert data["content_index"] == expected, f"content_index {data['content_index']} != {expected}"
-                parts[key] = "open"
-            elif not (partial and key not in parts):
-                assert parts.get(key) == "open", f"{kind} for content part {key} that is not open"
+                parts[part] = "open"
+            elif not (partial and part not in parts):
+                assert parts.get(part) == "open", f"{kind} for content part {part} that is not open"
                 if kind == "response.content_part.done":
-                    parts[key] = "done"
+                    parts[part] = "done"
     assert sorted(done) == sorted(added), f"items added but never done: {sorted(set(added) - set(done))}"
+    incomplete = [index for index, item in done.items() if item.get("status") == "incomplete"]
+    assert incomplete in ([], [max(done, default=-1)]), f"an incomplete item must be the last one: {incomplete}"
     terminal = capture.events[-1]
     if terminal.type in TERMINAL:
         output = terminal.data["response"]["output"]

@@ -35,14 +35,22 @@ __all__ = [
 
 ALLOWLIST: dict[str, str] = {
     "openai-only-items": (
-        "Open Responses has no MCP items (ResponseResource.output is message|function_call|function_call_output|"
-        "reasoning|compaction): mcp_list_tools/mcp_call/mcp_approval_request are checked against openai's types only"
+        "Open Responses has no MCP or custom-tool items (ResponseResource.output is message|function_call|"
+        "function_call_output|reasoning|compaction): mcp_list_tools/mcp_call/mcp_approval_request/custom_tool_call "
+        "are checked against openai's types only"
     ),
     "openai-only-tools": (
-        "Open Responses' Tool is function-only: an echoed `mcp` tool is checked against openai's Tool union only"
+        "Open Responses' Tool is function-only: echoed mcp/custom/namespace tools are checked against openai's Tool "
+        "union only"
     ),
     "openai-only-events": (
-        "Open Responses defines no MCP stream events: response.mcp_* events are checked against openai's types only"
+        "Open Responses defines no MCP or custom-tool stream events: response.mcp_* and "
+        "response.custom_tool_call_input.* are checked against openai's types only"
+    ),
+    "json-schema-format-schema": (
+        "openresponses-types 2.4.0 types JsonSchemaResponseFormat.schema as None (generator bug: the spec's "
+        "JsonSchemaResponseFormat.json says object|null): the echoed schema object is checked by openai's types, "
+        "the rest of text.format by Open Responses"
     ),
     "reasoning-text-event-names": (
         "Open Responses calls OpenAI's response.reasoning_text.delta/done `response.reasoning.delta/done` (same "
@@ -51,13 +59,18 @@ ALLOWLIST: dict[str, str] = {
     "flat-error-event": (
         "Open Responses nests the `error` event's fields under `error`; OpenAI's ResponseErrorEvent is flat and "
         "openai 3.51's Stream raises APIError on any event with a truthy top-level `error`, so the server sends it "
-        "flat: its fields are checked against Open Responses' ErrorPayload"
+        "flat: its fields are checked against Open Responses' ErrorPayload (the event `type` fills its `type`)"
     ),
 }
 
-OPENAI_ONLY_ITEM_TYPES = frozenset({"mcp_list_tools", "mcp_call", "mcp_approval_request"})
-OPENAI_ONLY_TOOL_TYPES = frozenset({"mcp"})
-OPENAI_ONLY_EVENT_PREFIXES = ("response.mcp_list_tools.", "response.mcp_call_arguments.", "response.mcp_call.")
+OPENAI_ONLY_ITEM_TYPES = frozenset({"mcp_list_tools", "mcp_call", "mcp_approval_request", "custom_tool_call"})
+OPENAI_ONLY_TOOL_TYPES = frozenset({"mcp", "custom", "namespace"})
+OPENAI_ONLY_EVENT_PREFIXES = (
+    "response.mcp_list_tools.",
+    "response.mcp_call_arguments.",
+    "response.mcp_call.",
+    "response.custom_tool_call_input.",
+)
 REASONING_TEXT_RENAMES = {
     "response.reasoning_text.delta": "response.reasoning.delta",
     "response.reasoning_text.done": "response.reasoning.done",
@@ -135,6 +148,11 @@ def _openresponses_view(body: dict[str, Any]) -> dict[str, Any]:
                 continue
             kept.append(tool)
         view["tools"] = kept
+    text = body.get("text")
+    if isinstance(text, dict) and isinstance(text.get("format"), dict) and text["format"].get("type") == "json_schema":
+        if text["format"].get("schema") is not None:
+            _allow("json-schema-format-schema")
+            view["text"] = {**text, "format": {**text["format"], "schema": None}}
     return view
 
 
