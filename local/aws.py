@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -20,6 +21,9 @@ __all__ = [
     "create_state_machines",
     "create_table",
     "function_environment",
+    "local_usage_key",
+    "parse_api_keys",
+    "seed_api_keys",
     "start_moto",
     "state_machine_arn",
     "state_machine_variables",
@@ -50,6 +54,9 @@ def function_environment(table: str = LOCAL_TABLE) -> dict[str, str]:
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         # Local MCP servers live on 127.0.0.1; a deployment refuses private and loopback addresses.
         "MCP_ALLOW_PRIVATE_NETWORKS": "true",
+        # Seals reasoning into encrypted_content; a deployment generates a Secrets Manager secret instead.
+        # A fresh key per start of the local stack unless REASONING_KEY is given.
+        "REASONING_KEY": secrets.token_urlsafe(32),
     }
     env = {key: os.environ.get(key, value) for key, value in env.items()}
     env["TABLE_NAME"] = table
@@ -214,3 +221,44 @@ def state_machine_variables(template: StackTemplate) -> dict[str, str]:
             if isinstance(value, dict) and value.get("Ref") in template.state_machines:
                 out[key] = state_machine_arn(value["Ref"])
     return out
+
+
+def parse_api_keys(value: str) -> list[tuple[str, str]]:
+    """``API_KEYS``: comma-separated ``key:tenant`` pairs (the tenant follows the last colon)."""
+    pairs: list[tuple[str, str]] = []
+    for entry in value.split(","):
+        if not entry.strip():
+            continue
+        key, sep, tenant = entry.strip().rpartition(":")
+        if not sep or not key or not tenant:
+            raise ValueError(f"API_KEYS entries are key:tenant pairs, got {entry.strip()!r}")
+        pairs.append((key, tenant))
+    return pairs
+
+
+def local_usage_key(key_hash: str) -> str:
+    """The usage-plan key the local stack gives a seeded API key (so each has its own throttle, as API keys made
+    with ``engine.keys create --usage-plan-id`` have when deployed)."""
+    return f"local-usage-{key_hash[:16]}"
+
+
+def seed_api_keys(pairs: list[tuple[str, str]], table: str = LOCAL_TABLE) -> None:
+    """Store the hashes of ``API_KEYS`` in the local table, as ``python -m engine.keys create`` would."""
+    import time
+
+    from engine.auth import KeyRecord, KeyStore, display_suffix, hash_key
+
+    store = KeyStore(table)
+    now = int(time.time())
+    for key, tenant in pairs:
+        digest = hash_key(key)
+        record = KeyRecord(
+            key_hash=digest,
+            tenant=tenant,
+            status="active",
+            created_at=now,
+            suffix=display_suffix(key),
+            name="API_KEYS",
+            usage_key=local_usage_key(digest),
+        )
+        store.put(record)

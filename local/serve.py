@@ -1,7 +1,11 @@
 """``make serve``: the whole stack on ``127.0.0.1:$PORT`` — API Gateway emulation, the same handlers, moto.
 
 Environment: ``PORT`` (default 3000); ``UPSTREAM_BASE_URL`` / ``UPSTREAM_API_KEY`` choose the model (unset:
-the built-in demo model, and the banner says so).
+the built-in demo model, and the banner says so); ``API_KEYS`` (``key:tenant,key:tenant``) turns authentication
+on: their hashes are stored in the local table at start-up and every request needs one of them (or a key made
+with ``python -m engine.keys``). Unset, auth is OFF: any bearer, or none, is the one default tenant.
+``AUTH_CACHE_SECONDS`` (authorizer cache), ``LOCAL_RATE_LIMIT`` / ``LOCAL_BURST_LIMIT`` (per-key throttle)
+override the template's defaults.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ def main() -> int:
         create_state_machines,
         create_table,
         function_environment,
+        parse_api_keys,
+        seed_api_keys,
         start_moto,
         state_machine_variables,
     )
@@ -36,6 +42,16 @@ def main() -> int:
     # before anything else: moto runs the state machines' workers in its own process with the same variables,
     # and the handlers are loaded below while moto starts.
     environment = function_environment(LOCAL_TABLE)
+    try:
+        api_keys = parse_api_keys(os.environ.get("API_KEYS", ""))
+    except ValueError as exc:
+        print(f"API_KEYS: {exc}", file=sys.stderr)
+        return 2
+    # A deployment is keys|single (the template allows nothing else); the local stack is off unless API_KEYS.
+    environment["AUTH_MODE"] = "keys" if api_keys else "off"
+    if api_keys:
+        # The stack's shared usage-plan key (keys made with engine.keys without --usage-plan-id are metered by it).
+        environment["USAGE_IDENTIFIER_KEY"] = "local-shared-usage-key"
     os.environ.update(environment)
     os.environ.update(state_machine_variables(template))
     moto = start_moto(environment=environment, wait=False)
@@ -52,6 +68,7 @@ def main() -> int:
             boto3.client(service)  # botocore loads a service's model once per process: ~0.3 s, also while moto starts
         moto.wait_ready()
         create_table(template.table_properties, LOCAL_TABLE)
+        seed_api_keys(api_keys, LOCAL_TABLE)
         create_state_machines(template, LOCAL_TABLE)
 
         import uvicorn
@@ -66,6 +83,20 @@ def main() -> int:
         print(
             f"  DynamoDB/Lambda/Step Functions: moto on {os.environ['AWS_ENDPOINT_URL']} (state machines: {machines})"
         )
+        if api_keys:
+            tenants = ", ".join(sorted({tenant for _, tenant in api_keys}))
+            print(
+                f"  auth: API keys required ({len(api_keys)} from API_KEYS, tenants: {tenants}; more with "
+                f"`python -m engine.keys create`); authorizer cache {gateway.auth_ttl:g}s; "
+                f"limit {gateway.rate_limit:g} req/s, burst {gateway.burst_limit} per key",
+                flush=True,
+            )
+        else:
+            print(
+                "  auth: OFF - any bearer key, or none, is accepted as tenant "
+                f"'{os.environ.get('DEFAULT_TENANT') or 'default'}'. Set API_KEYS=key:tenant,... to require keys.",
+                flush=True,
+            )
         print(f"  set up in {time.monotonic() - started:.2f}s", flush=True)
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         uvicorn.run(

@@ -59,5 +59,5 @@ def client(stack: str) -> openai.OpenAI:
 
 @pytest.fixture
 def http(stack: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack, timeout=30) as c:
+    with httpx.Client(base_url=stack, timeout=30, headers={"Authorization": "Bearer sk-local"}) as c:
         yield c

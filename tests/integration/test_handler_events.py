@@ -131,3 +131,51 @@ def test_background_functions_take_their_sample_events(aws: None, name: str):
         event = _event(name)
         assert event == {"response_id": RESPONSE_ID, "step": 0}  # what the state machine passes
         assert _invoke(name, event) == {"response_id": RESPONSE_ID, "step": 1, "done": True}
+
+
+def test_authorizer_takes_its_sample_event(aws: None, monkeypatch: pytest.MonkeyPatch):
+    """API Gateway's REQUEST authorizer event: Allow with the tenant (and the usage-plan key) for a stored key,
+    Deny for an unknown, revoked or missing one."""
+    import time
+
+    from engine.auth import KeyRecord, KeyStore, display_suffix, hash_key
+
+    monkeypatch.setenv("USAGE_IDENTIFIER_KEY", "usage-shared-key-0123456789")
+    spec = _functions()["authorizer"]
+    module = _load_module(spec, spec.handler.rsplit(".", 1)[0])
+    module.authenticator.cache_clear()
+    event = _event("authorizer")
+    assert event["type"] == "REQUEST" and event["headers"]["Authorization"].startswith("Bearer ")
+    key = event["headers"]["Authorization"].removeprefix("Bearer ")
+    store = KeyStore("responses-test")
+    store.add(KeyRecord(hash_key(key), "team-a", "active", int(time.time()), display_suffix(key)))
+
+    allowed = _invoke("authorizer", event)
+    assert allowed == {
+        "principalId": "team-a",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow",
+                    # the cached answer serves every route of the stage
+                    "Resource": ["arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/*/*"],
+                }
+            ],
+        },
+        "context": {"tenant": "team-a", "key_id": hash_key(key)[:12]},
+        "usageIdentifierKey": "usage-shared-key-0123456789",
+    }
+
+    def denied(evt: dict[str, Any]) -> bool:
+        result = _invoke("authorizer", evt)
+        statements = result["policyDocument"]["Statement"]
+        return [s["Effect"] for s in statements] == ["Deny"] and "context" not in result
+
+    unknown = json.loads(json.dumps(event).replace(key, "sk-unknown"))
+    no_header = {**event, "headers": {k: v for k, v in event["headers"].items() if k != "Authorization"}}
+    assert denied(unknown) and denied(no_header)
+    store.revoke(hash_key(key))
+    assert denied(event)
+    module.authenticator.cache_clear()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from engine.conversation import normalize_input, to_chat_messages
-from engine.errors import InvalidRequestError
 from engine.models.request import ResponseCreateParams
 
 
@@ -35,10 +32,22 @@ def test_every_item_kind_gets_an_id_and_keeps_a_given_one():
     assert items[4]["content"] == [{"type": "output_text", "text": "a", "annotations": [], "logprobs": []}]
 
 
-def test_item_reference_is_refused_clearly_for_now():
-    with pytest.raises(InvalidRequestError) as caught:
-        _items([{"type": "item_reference", "id": "msg_x"}])
-    assert caught.value.param == "input[0]"
+def test_item_reference_is_kept_for_resolution():
+    assert _items([{"type": "item_reference", "id": "msg_x"}]) == [{"type": "item_reference", "id": "msg_x"}]
+
+
+def test_reasoning_goes_back_only_to_upstreams_that_take_it():
+    items = _items(
+        [
+            {"role": "user", "content": "q"},
+            {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "thought"}]},
+            {"role": "assistant", "content": "a"},
+            {"role": "assistant", "content": []},
+        ]
+    )
+    assert to_chat_messages(None, items) == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    with_reasoning = to_chat_messages(None, items, with_reasoning=True)
+    assert with_reasoning[1] == {"role": "assistant", "content": "a", "reasoning_content": "thought"}
 
 
 def test_chat_messages_map_roles_tools_and_parts():

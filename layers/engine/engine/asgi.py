@@ -13,6 +13,7 @@ from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .auth import bearer_token, function_url_authenticator
 from .background import check_streamable, replay, submit
 from .create import CreateRun, create_response, prepare_create, run_create
 from .errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
@@ -22,7 +23,7 @@ from .service import get_response
 from .streaming import ResponseStream, sse_encode
 from .tenancy import tenant_from_authorizer
 
-__all__ = ["create", "error_response", "retrieve", "tenant_of"]
+__all__ = ["create", "error_response", "request_tenant", "retrieve", "tenant_of"]
 
 _OVERHEAD = "x-overhead-ms"
 # hosted tools in the request that no provider here can run, and which the model was therefore not offered
@@ -41,6 +42,18 @@ def _request_context(request: Request) -> dict[str, Any]:
 
 def tenant_of(request: Request) -> str:
     return tenant_from_authorizer(_request_context(request).get("authorizer"))
+
+
+async def request_tenant(request: Request, context: dict[str, Any]) -> str:
+    """The tenant the REST API's authorizer found; for a request that did not come through it (the function
+    URL, which has no authorizer), the app checks the bearer key itself, with the same engine code. Lambda Web
+    Adapter replaces any client-sent ``x-amzn-request-context`` with the real one, so it cannot be forged."""
+    authorizer = context.get("authorizer")
+    if isinstance(authorizer, dict) and authorizer.get("tenant"):
+        return tenant_from_authorizer(authorizer)
+    token = bearer_token(request.headers.get("authorization"))
+    identity = await asyncio.to_thread(function_url_authenticator().authenticate, token)
+    return identity.tenant
 
 
 def _record(run: CreateRun) -> None:
@@ -103,8 +116,8 @@ async def create(request: Request) -> Response:
     started = time.perf_counter()
     context = _request_context(request)
     logger.set_correlation_id(context.get("requestId"))
-    tenant = tenant_from_authorizer(context.get("authorizer"))
     try:
+        tenant = await request_tenant(request, context)
         run = await prepare_create(await _parse(request), tenant, started=started)
         if run.params.background:
             await submit(run)
@@ -141,9 +154,9 @@ async def retrieve(request: Request) -> Response:
     from ``starting_after`` on (replayed with their original sequence numbers, then live until it ends)."""
     context = _request_context(request)
     logger.set_correlation_id(context.get("requestId"))
-    tenant = tenant_from_authorizer(context.get("authorizer"))
     response_id = request.path_params["response_id"]
     try:
+        tenant = await request_tenant(request, context)
         try:
             query = RetrieveParams.model_validate(dict(request.query_params))
         except ValidationError as exc:

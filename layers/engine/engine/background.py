@@ -48,7 +48,7 @@ async def submit(run: CreateRun) -> list[ResponseStreamEvent]:
     """Store the queued response with its first events and job, then start its execution."""
     run.response.background = True
     run.response.status = "queued"
-    stream = ResponseStream(run.response)
+    stream = run.new_stream()
     first = stream.start()
     job = {
         "tenant": run.tenant,
@@ -143,7 +143,7 @@ async def run_step(response_id: str, step: int) -> dict[str, Any]:
     # tools listed by an earlier step are in this response's own output
     run.tools.remember_listings([item.model_dump() for item in response.output])
     state = LoopState.model_validate(job["state"])
-    stream = ResponseStream(response, sequence_start=next_seq)
+    stream = run.new_stream(sequence_start=next_seq)
     response.status = "in_progress"
     publisher = _Publisher(run, stream, n_out, job, settings.background_flush_seconds)
     loop = TurnLoop(run, stream, state, checkpoint=lambda: _checkpoint(response_id))

@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from .errors import InvalidRequestError
 from .ids import new_id
 from .models.items import (
     FunctionCallItem,
@@ -60,15 +59,11 @@ def normalize_input(raw: str | list[InputItem] | None) -> list[dict[str, Any]]:
     if isinstance(raw, str):
         return [_message_item(Message(role="user", content=raw))]
     items: list[dict[str, Any]] = []
-    for index, item in enumerate(raw):
+    for item in raw:
         if isinstance(item, Message):
             items.append(_message_item(item))
         elif isinstance(item, ItemReference):
-            raise InvalidRequestError(
-                "Item references are not supported by this server yet; send the item itself.",
-                param=f"input[{index}]",
-                code="unsupported_value",
-            )
+            items.append({"type": "item_reference", "id": item.id})  # resolved against stored items later
         else:
             data = item.model_dump()
             data["id"] = data.get("id") or new_id(_ID_PREFIX[item.type])
@@ -133,6 +128,8 @@ def to_chat_messages(
     instructions: str | None,
     items: list[dict[str, Any]],
     model_name: Callable[[dict[str, Any]], str] = _plain_name,
+    *,
+    with_reasoning: bool = False,
 ) -> list[dict[str, Any]]:
     """Stored/request items → Chat Completions ``messages``.
 
@@ -143,12 +140,22 @@ def to_chat_messages(
     messages: list[dict[str, Any]] = []
     if instructions:
         messages.append({"role": "system", "content": instructions})
+    reasoning: list[str] = []
     for item in items:
         kind = item.get("type", "message")
-        if kind == "message":
+        if kind == "reasoning":
+            # earlier reasoning goes back only to upstreams that take it (vLLM/DeepSeek style reasoning_content)
+            reasoning.extend(str(part.get("text", "")) for part in item.get("content") or [])
+        elif kind == "message":
             role = "system" if item["role"] == "developer" else item["role"]
             content = _text_parts(item.get("content") or [])
-            messages.append({"role": role, "content": content})
+            if role == "assistant" and not content:
+                continue  # an empty assistant turn (clients resend these) says nothing; upstreams reject it
+            message: dict[str, Any] = {"role": role, "content": content}
+            if role == "assistant" and with_reasoning and reasoning:
+                message["reasoning_content"] = "".join(reasoning)
+            reasoning = []
+            messages.append(message)
         elif kind == "function_call":
             function = {"name": model_name(item), "arguments": item.get("arguments") or ""}
             _add_tool_call(messages, {"id": item["call_id"], "type": "function", "function": function})

@@ -24,8 +24,9 @@ from .models.response import (
 )
 from .observability import logger
 from .providers import ChatRequest, Provider, get_provider
+from .sealing import open_reasoning, seal_reasoning
 from .settings import get_settings
-from .storage import get_store
+from .storage import ResponseStore, get_store
 from .streaming import ResponseStream
 from .tools import ToolSet, build_toolset, check_pairing
 
@@ -49,6 +50,17 @@ class CreateRun:
     context_items: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
+
+    def new_stream(self, sequence_start: int = 0) -> ResponseStream:
+        """The event stream of this response; it seals reasoning when the request included encrypted_content."""
+        seal = None
+        if self.params.include and "reasoning.encrypted_content" in self.params.include:
+            tenant = self.tenant
+
+            def seal(text: str) -> str:
+                return seal_reasoning(text, tenant)
+
+        return ResponseStream(self.response, sequence_start, seal)
 
     @property
     def overhead_ms(self) -> float:
@@ -77,6 +89,42 @@ def _reject_unsupported(params: ResponseCreateParams) -> None:
             name = sorted(params.model_extra)[0]
             raise InvalidRequestError(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
         logger.info("ignoring unknown request fields", extra={"fields": sorted(params.model_extra)})
+
+
+async def _resolve_references(
+    items: list[dict[str, Any]], context: list[dict[str, Any]], tenant: str, store: ResponseStore
+) -> list[dict[str, Any]]:
+    """``item_reference`` inputs become the items they name: from this request's context, else the tenant's
+    stored responses (as Codex and the Vercel AI SDK send them)."""
+    if not any(item.get("type") == "item_reference" for item in items):
+        return items
+    known = {item["id"]: item for item in context if item.get("id")}
+    resolved: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        if item.get("type") != "item_reference":
+            known.setdefault(str(item.get("id")), item)
+            resolved.append(item)
+            continue
+        found = known.get(item["id"]) or await asyncio.to_thread(store.find_item, tenant, item["id"])
+        if found is None:
+            raise InvalidRequestError(
+                f"Item with id '{item['id']}' not found. Items are not persisted when `store` is set to false. "
+                "Try again with `store` set to true, or remove this item from your input.",
+                param=f"input[{index}]",
+            )
+        resolved.append(dict(found))
+    return resolved
+
+
+def _open_sealed_reasoning(items: list[dict[str, Any]], tenant: str) -> None:
+    """Reasoning items sent back by value with ``encrypted_content`` are verified (a tampered or foreign blob is a
+    400) and, when they carry no readable content, get it back for the upstream."""
+    for index, item in enumerate(items):
+        blob = item.get("encrypted_content") if item.get("type") == "reasoning" else None
+        if blob:
+            text = open_reasoning(blob, tenant, param=f"input[{index}].encrypted_content")
+            if not item.get("content"):
+                item["content"] = [{"type": "reasoning_text", "text": text}]
 
 
 def _approvals(items: list[dict[str, Any]], new: list[dict[str, Any]], tools: ToolSet) -> list[Approval]:
@@ -124,6 +172,8 @@ async def prepare_create(
         if loaded is None:
             raise PreviousResponseNotFoundError(params.previous_response_id)
         context, ancestors = loaded.items, loaded.ancestors
+    input_items = await _resolve_references(input_items, context, tenant, store)
+    _open_sealed_reasoning(input_items, tenant)
     check_pairing(context + input_items)
     approvals = _approvals(context + input_items, input_items, tools)
     tools.remember_listings(context + input_items)
@@ -161,6 +211,7 @@ async def prepare_create(
         max_output_tokens=params.max_output_tokens,
         parallel_tool_calls=params.parallel_tool_calls,
         reasoning_effort=params.reasoning.effort if params.reasoning else None,
+        response_format=params.text.format.to_chat() if params.text else None,
         user=params.safety_identifier or params.user,
     )
     run = CreateRun(
@@ -173,7 +224,7 @@ async def prepare_create(
 
 async def run_create(run: CreateRun) -> AsyncIterator[ResponseStreamEvent]:
     """The response's events, in order; the response is stored before its terminal event is sent."""
-    stream = ResponseStream(run.response)
+    stream = run.new_stream()
     for event in stream.start():
         yield event
     async for event in run_loop(run, stream):

@@ -205,7 +205,7 @@ class TurnLoop:
                 yield event
         self.state.prelude_done = True
 
-    def _classifier(self) -> Callable[[str], tuple[CallKind, str | None, str]]:
+    def _classifier(self, callable_now: set[str]) -> Callable[[str], tuple[CallKind, str | None, str]]:
         toolset = self.run.tools
         limit = self.run.params.max_tool_calls
         planned = self.state.executed
@@ -213,6 +213,8 @@ class TurnLoop:
         def classify(chat_name: str) -> tuple[CallKind, str | None, str]:
             nonlocal planned
             target = toolset.resolve(chat_name)
+            if chat_name not in callable_now:
+                return "ignore", None, target.name
             if target.kind == "custom":
                 return "custom", None, target.name
             if target.kind == "function" or target.server_label is None:
@@ -234,14 +236,21 @@ class TurnLoop:
         offered, chat_choice = run.tools.offer(state.tool_choice)
         if offered and last:
             chat_choice = "none"
+        # what the model may call this turn; a call outside it (allowed_tools, tool_choice "none") is suppressed
+        callable_now = set() if chat_choice == "none" else {t["function"]["name"] for t in offered}
         items = run.context_items + [item.model_dump() for item in stream.response.output]
         chat = run.chat.with_turn(
-            messages=to_chat_messages(run.params.instructions, items, run.tools.model_name),
+            messages=to_chat_messages(
+                run.params.instructions,
+                items,
+                run.tools.model_name,
+                with_reasoning=self.settings.upstream_accepts_reasoning,
+            ),
             tools=offered,
             tool_choice=chat_choice,
         )
         await self.checkpoint()
-        stream.begin_turn(self._classifier())
+        stream.begin_turn(self._classifier(callable_now))
         state.finish = None
         upstream = run.provider.stream(chat).__aiter__()
         while True:
@@ -265,7 +274,9 @@ class TurnLoop:
                 state.finish, events = delta.reason, []
             for event in events:
                 yield event
-        events, made = stream.end_turn()
+        # a turn cut off by the token budget or a filter leaves its last item incomplete, not completed
+        cut = state.finish in ("length", "content_filter")
+        events, made = stream.end_turn("incomplete" if cut else "completed")
         for event in events:
             yield event
         state.turns += 1
@@ -274,7 +285,8 @@ class TurnLoop:
         if not mcp_calls:
             ignored = any(c.kind == "ignore" for c in made.calls)
             if ignored and not hands_back and not state.answer_now:
-                state.answer_now = True  # max_tool_calls reached: the model answers with what it has
+                # max_tool_calls reached, or calls outside what was allowed: the model answers with what it has
+                state.answer_now = True
             else:
                 state.done = True
             return

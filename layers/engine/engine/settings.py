@@ -58,6 +58,11 @@ class Settings(BaseModel):
     auth_cache_seconds: float = Field(default=300.0, ge=0)
     # Unknown request fields, unsupported hosted tools: ignored and logged (default), or a 400 as on OpenAI.
     strict_requests: bool = False
+    # Key for reasoning sealed into encrypted_content: a Secrets Manager secret deployed, a plain value locally.
+    reasoning_key_secret_arn: str = ""
+    reasoning_key: SecretStr | None = None
+    # Send earlier reasoning back to the upstream (as reasoning_content) for models that accept it.
+    upstream_accepts_reasoning: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:

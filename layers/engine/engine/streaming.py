@@ -134,9 +134,11 @@ class ResponseStream:
 
     DONE = _SSE_DONE
 
-    def __init__(self, response: Response, sequence_start: int = 0) -> None:
+    def __init__(self, response: Response, sequence_start: int = 0, seal: Callable[[str], str] | None = None) -> None:
         self.response = response
         self._seq = sequence_start
+        # include=["reasoning.encrypted_content"]: finished reasoning items also carry it sealed
+        self._seal = seal
         self._open: _OpenText | None = None
         self._pending: dict[int, _PendingCall] = {}
         self._classify: Classifier = _unclassified
@@ -436,6 +438,8 @@ class ResponseStream:
         else:
             reasoning = ReasoningText(text=text)
             item.content = [reasoning]
+            if self._seal is not None:
+                item.encrypted_content = self._seal(text)
             part = reasoning.model_dump()
             done = ResponseReasoningTextDoneEvent(item_id=item.id, output_index=index, content_index=0, text=text)
         item.status = status  # type: ignore[assignment]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 __all__ = ["Reasoning", "ResponseTextConfig", "StreamOptions", "TextFormat"]
 
@@ -24,9 +24,30 @@ class TextFormat(_Strict):
 
     model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True, serialize_by_alias=True)
 
+    @model_validator(mode="after")
+    def _json_schema_needs_a_schema(self) -> TextFormat:
+        if self.type == "json_schema" and (not self.name or self.schema_ is None):
+            raise ValueError("text.format of type 'json_schema' needs a 'name' and a 'schema'")
+        return self
+
     @model_serializer(mode="wrap")
-    def _drop_none(self, handler: Any) -> Any:
-        return {k: v for k, v in handler(self).items() if v is not None}
+    def _echo(self, handler: Any) -> Any:
+        data = handler(self)
+        if self.type == "json_schema":
+            # the spec's json_schema format always carries description (nullable) and strict (default false)
+            return {**data, "strict": bool(self.strict)}
+        return {k: v for k, v in data.items() if v is not None}
+
+    def to_chat(self) -> dict[str, Any] | None:
+        """Chat Completions ``response_format`` (None for plain text)."""
+        if self.type == "json_object":
+            return {"type": "json_object"}
+        if self.type == "json_schema":
+            spec: dict[str, Any] = {"name": self.name, "schema": self.schema_, "strict": bool(self.strict)}
+            if self.description:
+                spec["description"] = self.description
+            return {"type": "json_schema", "json_schema": spec}
+        return None
 
 
 class ResponseTextConfig(_Strict):

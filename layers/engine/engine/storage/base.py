@@ -76,6 +76,9 @@ class ResponseStore(Protocol):
 
     def events(self, response_id: str, after: int, before: int) -> list[tuple[int, str]]: ...
 
+    def find_item(self, tenant: str, item_id: str) -> dict[str, Any] | None:
+        """A stored item of the tenant's by id (for ``item_reference``), or None."""
+
     def cancel(
         self, tenant: str, response_id: str
     ) -> Literal["cancelled", "not_background", "finished", "missing"]: ...

@@ -95,6 +95,8 @@ class DynamoResponseStore:
         for prefix, items in (("IN", input_items), ("OUT", [i.model_dump() for i in response.output])):
             for n, item in enumerate(items):
                 row = {"pk": pk, "sk": {"S": f"{prefix}#{n:06d}"}, "item_id": {"S": str(item.get("id", ""))}}
+                if item.get("id"):
+                    row["gsi2pk"] = {"S": f"{tenant}#{item['id']}"}
                 row.update(_encode_item(item))
                 row["expires_at"] = expires
                 rows.append(row)
@@ -292,12 +294,15 @@ class DynamoResponseStore:
     # first, then advances ``n_out``/``next_seq`` with an update conditional on ``in_progress``. Readers see only
     # what the record counts, so a worker cut off by a cancel leaves nothing visible behind.
 
-    def _rows(self, response_id: str, prefix: str, items: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+    def _rows(
+        self, tenant: str, response_id: str, prefix: str, items: list[dict[str, Any]], start: int
+    ) -> list[dict[str, Any]]:
         return [
             {
                 "pk": _pk(response_id),
                 "sk": {"S": f"{prefix}#{start + n:06d}"},
                 "item_id": {"S": str(item.get("id", ""))},
+                "gsi2pk": {"S": f"{tenant}#{item.get('id', '')}"},
                 **_encode_item(item),
             }
             for n, item in enumerate(items)
@@ -317,7 +322,7 @@ class DynamoResponseStore:
     ) -> None:
         """The queued response, its input, its first stream events and the job the worker will run."""
         expires = {"N": str(response.created_at + self.retention_seconds)}
-        rows = self._rows(response.id, "IN", input_items, 0) + self._event_rows(response.id, events)
+        rows = self._rows(tenant, response.id, "IN", input_items, 0) + self._event_rows(response.id, events)
         rows.append({"pk": _pk(response.id), "sk": {"S": "JOB"}, "job": {"S": to_json(job).decode()}})
         for row in rows:
             row["expires_at"] = expires
@@ -395,7 +400,8 @@ class DynamoResponseStore:
         a terminal one) only if it is still ``in_progress``. ``job=None`` removes the job (it holds the request's
         MCP credentials), which a terminal commit does. False: the response was cancelled meanwhile."""
         expires = {"N": str(response.created_at + self.retention_seconds)}
-        rows = self._rows(response.id, "OUT", new_output, n_out - len(new_output))
+        tenant = str(job["tenant"]) if job else self._tenant_of(response.id)
+        rows = self._rows(tenant, response.id, "OUT", new_output, n_out - len(new_output))
         rows += self._event_rows(response.id, events)
         for row in rows:
             row["expires_at"] = expires
@@ -424,6 +430,29 @@ class DynamoResponseStore:
             item = {**key, "job": {"S": to_json(job).decode()}, "expires_at": expires}
             self._ddb.put_item(TableName=self.table_name, Item=item)
         return True
+
+    def _tenant_of(self, response_id: str) -> str:
+        result = self._ddb.get_item(
+            TableName=self.table_name, Key={"pk": _pk(response_id), "sk": {"S": _META}}, ProjectionExpression="tenant"
+        )
+        return str(result.get("Item", {}).get("tenant", {}).get("S", ""))
+
+    def find_item(self, tenant: str, item_id: str) -> dict[str, Any] | None:
+        """A stored input or output item of the tenant's, by its id (GSI ``gsi2``), if its response is live."""
+        result = self._ddb.query(
+            TableName=self.table_name,
+            IndexName="gsi2",
+            KeyConditionExpression="gsi2pk = :k",
+            ExpressionAttributeValues={":k": {"S": f"{tenant}#{item_id}"}},
+            Limit=1,
+        )
+        for key in result.get("Items", []):
+            row = self._ddb.get_item(
+                TableName=self.table_name, Key={"pk": key["pk"], "sk": key["sk"]}, ConsistentRead=True
+            ).get("Item")
+            if row is not None and int(row.get("expires_at", {}).get("N", "0")) > int(time.time()):
+                return _decode_item(row)
+        return None
 
     def events(self, response_id: str, after: int, before: int) -> list[tuple[int, str]]:
         """Committed stream events with ``after < sequence_number < before``."""

@@ -117,6 +117,10 @@ class ToolSet:
         if item.get("type") == "mcp_call":
             return self.chat_name(item["server_label"], item["name"])
         if item.get("namespace"):
+            wanted = Target("function", str(item["name"]), namespace=str(item["namespace"]))
+            for chat, target in self._targets.items():
+                if target == wanted:
+                    return chat
             return _CHAT_NAME.sub("_", f"{item['namespace']}__{item['name']}")[:64]
         return str(item["name"])
 
@@ -131,9 +135,17 @@ class ToolSet:
         """Recompute the names the model sees (after tools were listed)."""
         self._targets = {f.name: Target("function", f.name) for f in self.functions}
         self._targets.update({c.name: Target("custom", c.name) for c in self.customs})
+        # A namespace's tools keep their own names where those are unique (models do best with plain names),
+        # else they become namespace__name.
+        members_by_name: dict[str, int] = {}
+        for members in self.namespaces.values():
+            for f in members:
+                members_by_name[f.name] = members_by_name.get(f.name, 0) + 1
         for namespace, members in self.namespaces.items():
             for f in members:
-                chat = _CHAT_NAME.sub("_", f"{namespace}__{f.name}")[:64]
+                chat = _CHAT_NAME.sub("_", f.name)[:64]
+                if chat in self._targets or members_by_name[f.name] > 1:
+                    chat = _CHAT_NAME.sub("_", f"{namespace}__{f.name}")[:64]
                 self._targets[chat] = Target("function", f.name, namespace=namespace)
         for label, tools in self.listed.items():
             server = self.servers.get(label)
