@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conversation import normalize_input
+from .conversations import append_to_conversation, conversation_items
 from .errors import InvalidRequestError, PreviousResponseNotFoundError
 from .ids import new_id
 from .loop import Approval, run_loop
@@ -23,6 +24,7 @@ from .models.response import (
     Response,
 )
 from .observability import logger
+from .prompts import apply_prompt
 from .providers import ChatRequest, Provider, get_provider
 from .sealing import open_reasoning, seal_reasoning
 from .settings import get_settings
@@ -74,11 +76,11 @@ def _reject_unsupported(params: ResponseCreateParams) -> None:
             "background=true requires store=true: a background response is kept so it can be retrieved.",
             param="store",
         )
-    if params.conversation is not None:
-        raise InvalidRequestError("Conversations are not available on this server yet.", param="conversation")
-    if params.prompt is not None:
-        raise InvalidRequestError("Prompt templates are not available on this server yet.", param="prompt")
-    if params.input is None and params.previous_response_id is None:
+    if params.conversation is not None and params.previous_response_id is not None:
+        raise InvalidRequestError(
+            "Provide either 'conversation' or 'previous_response_id', not both.", param="previous_response_id"
+        )
+    if params.input is None and params.previous_response_id is None and params.prompt is None:
         raise InvalidRequestError(
             "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
         )
@@ -155,6 +157,7 @@ async def prepare_create(
     background_of: Response | None = None,
 ) -> CreateRun:
     """Validate and resolve everything a create needs; raises ``APIError`` (4xx) before anything streams."""
+    params = await apply_prompt(params, tenant)
     _reject_unsupported(params)
     input_items = normalize_input(params.input)
     settings = get_settings()
@@ -172,6 +175,7 @@ async def prepare_create(
         if loaded is None:
             raise PreviousResponseNotFoundError(params.previous_response_id)
         context, ancestors = loaded.items, loaded.ancestors
+    context += await conversation_items(params, tenant)
     input_items = await _resolve_references(input_items, context, tenant, store)
     _open_sealed_reasoning(input_items, tenant)
     check_pairing(context + input_items)
@@ -232,6 +236,7 @@ async def run_create(run: CreateRun) -> AsyncIterator[ResponseStreamEvent]:
     if run.response.store:
         try:
             await asyncio.to_thread(get_store().put, run.tenant, run.response, run.input_items, run.ancestors)
+            await append_to_conversation(run.tenant, run.params, run.response, run.input_items)
         except Exception:
             logger.exception("storing the response failed")
             for event in stream.fail("server_error", "The response could not be stored."):
