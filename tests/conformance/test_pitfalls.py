@@ -476,7 +476,6 @@ def test_pitfall_12_route_shadowing(http: httpx.Client, route: str):
     assert "Response with id" not in error["message"], f"POST /responses/{route} was read as a response id"
 
 
-@pytest.mark.xfail(strict=True, reason="not implemented yet: POST /v1/responses/input_tokens")
 def test_pitfall_12_input_tokens_endpoint(http: httpx.Client):
     answer = http.post("/responses/input_tokens", json={"model": "m", "input": "count these four words"})
     assert answer.status_code == 200, answer.text

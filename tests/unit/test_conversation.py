@@ -80,3 +80,27 @@ def test_chat_messages_map_roles_tools_and_parts():
         {"role": "tool", "tool_call_id": "c1", "content": "A"},
         {"role": "tool", "tool_call_id": "c2", "content": "B"},
     ]  # fmt: skip
+
+
+def test_chat_style_parts_are_accepted_as_their_responses_equivalents():
+    [item] = _items(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}},
+                    {"type": "image_url", "image_url": "data:image/png;base64,AAAA"},
+                ],
+            }
+        ]
+    )
+    assert item["content"] == [
+        {"type": "input_text", "text": "what is this?"},
+        {"type": "input_image", "image_url": "https://example.com/cat.png", "detail": "high"},
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "auto"},
+    ]
+    assert to_chat_messages(None, [item])[0]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "https://example.com/cat.png", "detail": "high"},
+    }

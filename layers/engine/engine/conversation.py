@@ -9,9 +9,12 @@ from pydantic_core import to_json
 
 from .ids import new_id
 from .models.items import (
+    ChatImagePart,
+    ChatTextPart,
     FunctionCallItem,
     FunctionCallOutputItem,
     InputItem,
+    InputText,
     ItemReference,
     Message,
     ReasoningItem,
@@ -30,6 +33,15 @@ _ID_PREFIX = {
 }
 
 
+def _as_responses_part(part: Any) -> Any:
+    """Chat-Completions-style parts become their Responses equivalents (stored and listed as such)."""
+    if isinstance(part, ChatImagePart):
+        return part.as_input_image()
+    if isinstance(part, ChatTextPart):
+        return InputText(text=part.text)
+    return part
+
+
 def _message_item(item: Message) -> dict[str, Any]:
     content: list[dict[str, Any]]
     if isinstance(item.content, str):
@@ -38,7 +50,7 @@ def _message_item(item: Message) -> dict[str, Any]:
         if part_type == "output_text":
             content[0].update(annotations=[], logprobs=[])
     else:
-        content = [part.model_dump() for part in item.content]
+        content = [_as_responses_part(part).model_dump() for part in item.content]
     out: dict[str, Any] = {
         "id": item.id or new_id("msg"),
         "type": "message",

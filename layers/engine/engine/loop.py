@@ -299,8 +299,33 @@ class TurnLoop:
         state.done = hands_back or state.finish == "length" or state.turns >= self.settings.max_turns
 
     def finish(self) -> list[ResponseStreamEvent]:
-        """The closing events of a finished loop (the terminal event comes after storing)."""
+        """The closing events of a finished loop (the terminal event comes after storing). Output that breaks
+        the requested JSON format fails the response rather than being returned as if it were valid."""
+        mismatch = None if self.state.finish == "length" else self._format_mismatch()
+        if mismatch is not None:
+            logger.warning("structured output mismatch", extra={"reason": mismatch[:200]})
+            return self.stream.fail("server_error", mismatch, self.state.usage())
         return self.stream.finish(self.state.usage(), _INCOMPLETE.get(self.state.finish or "stop"))
+
+    def _format_mismatch(self) -> str | None:
+        text_config = self.run.params.text
+        fmt = text_config.format if text_config else None
+        messages = [item for item in self.stream.response.output if item.type == "message"]
+        if fmt is None or fmt.type == "text" or not messages:
+            return None
+        text = "".join(getattr(part, "text", "") for part in messages[-1].content)
+        try:
+            value = from_json(text)
+        except ValueError:
+            return f"The model's answer is not valid JSON, as text.format '{fmt.type}' requires."
+        if fmt.type == "json_schema" and fmt.strict and fmt.schema_ is not None:
+            import jsonschema
+
+            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(fmt.schema_).iter_errors(value))
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+                return f"The model's answer does not match the JSON schema '{fmt.name}' at {where}: {error.message}"
+        return None
 
     def fail(self, exc: ProviderError) -> list[ResponseStreamEvent]:
         logger.warning("upstream failed", extra={"code": exc.code, "status": exc.status, "error": exc.message})

@@ -40,7 +40,11 @@ def get_response(tenant: str, response_id: str) -> Response:
 
 
 def delete_response(tenant: str, response_id: str) -> ResponseDeleted:
-    if not get_store().delete(tenant, response_id):
+    store = get_store()
+    # A background run still going is cancelled first, so its worker stops instead of writing on.
+    if store.cancel(tenant, response_id) == "cancelled":
+        _stop_execution(response_id)
+    if not store.delete(tenant, response_id):
         raise not_found(response_id)
     return ResponseDeleted(id=response_id)
 
@@ -87,12 +91,16 @@ def cancel_response(tenant: str, response_id: str) -> Response:
     if outcome == "not_background":
         raise InvalidRequestError("Cannot cancel a synchronous response.", param="response_id")
     if outcome == "cancelled":
-        arn = get_settings().state_machine_arn.replace(":stateMachine:", ":execution:")
-        try:
-            sfn_client().stop_execution(executionArn=f"{arn}:{response_id}", error="Cancelled")
-        except Exception:  # best effort: the record already says cancelled, and the worker checks it
-            logger.warning("StopExecution failed", extra={"response_id": response_id})
+        _stop_execution(response_id)
     response = store.get(tenant, response_id)
     if response is None:
         raise not_found(response_id)
     return response
+
+
+def _stop_execution(response_id: str) -> None:
+    arn = get_settings().state_machine_arn.replace(":stateMachine:", ":execution:")
+    try:
+        sfn_client().stop_execution(executionArn=f"{arn}:{response_id}", error="Cancelled")
+    except Exception:  # best effort: the record already says cancelled, and the worker checks it
+        logger.warning("StopExecution failed", extra={"response_id": response_id})

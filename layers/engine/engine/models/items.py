@@ -14,6 +14,8 @@ __all__ = [
     "CustomToolCallItem",
     "CustomToolCallOutputItem",
     "FunctionCallOutputItem",
+    "ChatImagePart",
+    "ChatTextPart",
     "InputContent",
     "InputFile",
     "InputImage",
@@ -87,8 +89,31 @@ class ResponseOutputRefusal(_Model):
     refusal: str
 
 
+class ChatImageUrl(_Model):
+    url: str
+    detail: Literal["low", "high", "auto", "original"] = "auto"
+
+
+class ChatImagePart(_Model):
+    """The Chat Completions image part (``{"type": "image_url", "image_url": {"url"}}``) some clients send."""
+
+    type: Literal["image_url"] = "image_url"
+    image_url: str | ChatImageUrl
+
+    def as_input_image(self) -> InputImage:
+        if isinstance(self.image_url, str):
+            return InputImage(image_url=self.image_url)
+        return InputImage(image_url=self.image_url.url, detail=self.image_url.detail)
+
+
+class ChatTextPart(_Model):
+    type: Literal["text"] = "text"
+    text: str
+
+
 InputContent = Annotated[
-    InputText | InputImage | InputFile | ResponseOutputText | ResponseOutputRefusal, Field(discriminator="type")
+    InputText | InputImage | InputFile | ResponseOutputText | ResponseOutputRefusal | ChatImagePart | ChatTextPart,
+    Field(discriminator="type"),
 ]
 OutputContent = Annotated[ResponseOutputText | ResponseOutputRefusal, Field(discriminator="type")]
 

@@ -422,6 +422,8 @@ class DynamoResponseStore:
                 },
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
+            # cancelled or deleted meanwhile: take back what this commit wrote (it was never counted)
+            self._batch_write([{"DeleteRequest": {"Key": {"pk": r["pk"], "sk": r["sk"]}}} for r in rows])
             return False
         key = {"pk": _pk(response.id), "sk": {"S": "JOB"}}
         if job is None:

@@ -1,0 +1,33 @@
+"""POST /v1/responses/input_tokens — the token count of the context a create would send."""
+
+import asyncio
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from engine import tenant_from_authorizer
+from engine.errors import InvalidRequestError
+from engine.http import make_rest_resolver
+from engine.observability import logger, metrics, tracer
+from engine.tokens import count_input_tokens
+
+app = make_rest_resolver()
+
+
+@app.post("/responses/input_tokens")
+@tracer.capture_method(capture_response=False)
+def input_tokens() -> dict[str, Any]:
+    tenant = tenant_from_authorizer(app.current_event.request_context.authorizer.raw_event)
+    body = app.current_event.json_body if app.current_event.body else {}
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.", code="invalid_type")
+    count = asyncio.run(count_input_tokens(body, tenant))
+    return {"object": "response.input_tokens", "input_tokens": count}
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
