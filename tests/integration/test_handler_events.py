@@ -179,3 +179,51 @@ def test_authorizer_takes_its_sample_event(aws: None, monkeypatch: pytest.Monkey
     store.revoke(hash_key(key))
     assert denied(event)
     module.authenticator.cache_clear()
+
+
+CONVERSATION_ID = "conv_0123456789abcdef0123456789abcdef"
+ITEM_ID = "msg_0123456789abcdef0123456789abcdef"
+CONVERSATION_FUNCTIONS = (
+    "create_conversation",
+    "get_conversation",
+    "update_conversation",
+    "list_conversation_items",
+    "create_conversation_items",
+    "get_conversation_item",
+    "delete_conversation_item",
+    "delete_conversation",
+)
+
+
+@pytest.mark.skipif(
+    not all((ROOT / "functions" / name / "app.py").is_file() for name in CONVERSATION_FUNCTIONS),
+    reason="the conversation handlers do not exist yet",
+)
+def test_conversation_functions_take_their_sample_events(aws: None):
+    """Each conversation function with its sample event, on one conversation: create, read, update, items
+    (list, add, get, delete), delete; then the sample ids (no such conversation) answer 404."""
+
+    def call(name: str, conversation_id: str, item_id: str = ITEM_ID) -> tuple[int, Any]:
+        text = json.dumps(_event(name)).replace(CONVERSATION_ID, conversation_id).replace(ITEM_ID, item_id)
+        result = _invoke(name, json.loads(text))
+        return result["statusCode"], json.loads(result["body"])
+
+    status, conv = call("create_conversation", CONVERSATION_ID)
+    assert status == 200 and conv["object"] == "conversation" and conv["id"].startswith("conv_")
+    cid = conv["id"]
+    assert call("get_conversation", cid) == (200, conv)
+    status, updated = call("update_conversation", cid)
+    assert status == 200 and updated["metadata"] == {"topic": "renamed"}
+    status, added = call("create_conversation_items", cid)
+    assert status == 200 and [i["content"][0]["text"] for i in added["data"]] == ["One more."]
+    status, page = call("list_conversation_items", cid)
+    assert status == 200 and [i["content"][0]["text"] for i in page["data"]] == ["Hello!", "One more."]
+    first = page["data"][0]["id"]
+    assert call("get_conversation_item", cid, first) == (200, page["data"][0])
+    status, after_delete = call("delete_conversation_item", cid, first)
+    assert status == 200 and after_delete["id"] == cid
+    assert call("get_conversation_item", cid, first)[0] == 404
+    assert call("delete_conversation", cid) == (200, {"id": cid, "object": "conversation.deleted", "deleted": True})
+    for name in CONVERSATION_FUNCTIONS[1:]:
+        status, body = call(name, cid)
+        assert status == 404 and body["error"]["param"] == "conversation_id", name

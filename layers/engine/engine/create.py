@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conversation import normalize_input
-from .conversations import append_to_conversation, conversation_items
+from .conversations import append_to_conversation, conversation_items, conversation_ref
 from .errors import InvalidRequestError, PreviousResponseNotFoundError
 from .ids import new_id
 from .loop import Approval, run_loop
@@ -204,8 +204,10 @@ async def prepare_create(
         user=params.user,
         safety_identifier=params.safety_identifier,
         prompt_cache_key=params.prompt_cache_key,
+        prompt=params.prompt,
         metadata=params.metadata or {},
         background=bool(params.background),
+        conversation=conversation_ref(params),
     )
     chat = ChatRequest(
         model=params.model,

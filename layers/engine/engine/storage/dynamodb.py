@@ -16,8 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
-from botocore.config import Config
 from pydantic_core import from_json, to_json
 
 from ..errors import InvalidRequestError, PayloadTooLargeError, PreviousResponseNotFoundError
@@ -69,6 +67,9 @@ class DynamoResponseStore:
 
     @cached_property
     def _ddb(self) -> DynamoDBClient:
+        import boto3  # on first use: boto3 costs ~300 ms of cold start on a handler that may not need it
+        from botocore.config import Config
+
         config = Config(
             retries={"mode": "standard", "max_attempts": 3},
             connect_timeout=2,

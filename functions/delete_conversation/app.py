@@ -1,0 +1,30 @@
+"""DELETE /v1/conversations/{conversation_id} — the conversation and its items."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from engine import tenant_from_authorizer
+from engine.conversations import delete_conversation
+from engine.http import make_rest_resolver
+from engine.observability import logger, metrics, tracer
+
+app = make_rest_resolver()
+
+
+@app.delete("/conversations/<conversation_id>")
+@tracer.capture_method(capture_response=False)
+def delete(conversation_id: str) -> dict[str, Any]:
+    tenant = tenant_from_authorizer(app.current_event.request_context.authorizer.raw_event)
+    deleted = delete_conversation(tenant, conversation_id)
+    metrics.add_metric(name="ConversationsDeleted", unit=MetricUnit.Count, value=1)
+    return deleted.model_dump(mode="json")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

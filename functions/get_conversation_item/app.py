@@ -1,0 +1,30 @@
+"""GET /v1/conversations/{conversation_id}/items/{item_id} — one item of the conversation."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from engine import tenant_from_authorizer
+from engine.conversations import get_item
+from engine.http import make_rest_resolver
+from engine.observability import logger, metrics, tracer
+
+app = make_rest_resolver()
+
+
+@app.get("/conversations/<conversation_id>/items/<item_id>")
+@tracer.capture_method(capture_response=False)
+def get(conversation_id: str, item_id: str) -> dict[str, Any]:
+    tenant = tenant_from_authorizer(app.current_event.request_context.authorizer.raw_event)
+    item = get_item(tenant, conversation_id, item_id)
+    metrics.add_metric(name="ConversationItemsRetrieved", unit=MetricUnit.Count, value=1)
+    return item
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

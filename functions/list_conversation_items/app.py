@@ -1,0 +1,36 @@
+"""GET /v1/conversations/{conversation_id}/items — the conversation's items, a cursor page at a time."""
+
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from engine import tenant_from_authorizer
+from engine.conversations import list_items
+from engine.http import make_rest_resolver
+from engine.observability import logger, metrics, tracer
+
+app = make_rest_resolver()
+
+
+@app.get("/conversations/<conversation_id>/items")
+@tracer.capture_method(capture_response=False)
+def list_conversation_items(
+    conversation_id: str,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    after: Annotated[str | None, Query(min_length=1)] = None,
+) -> dict[str, Any]:
+    tenant = tenant_from_authorizer(app.current_event.request_context.authorizer.raw_event)
+    page = list_items(tenant, conversation_id, limit=limit, order=order, after=after)
+    metrics.add_metric(name="ConversationItemPagesListed", unit=MetricUnit.Count, value=1)
+    return page.model_dump(mode="json")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,71 @@
+"""Conversations: ``/v1/conversations`` request bodies and the objects it returns (responses-spec.md §1)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from .items import InputItem
+
+__all__ = [
+    "ConversationCreateParams",
+    "ConversationDeleted",
+    "ConversationItemList",
+    "ConversationItemsCreateParams",
+    "ConversationResource",
+    "ConversationUpdateParams",
+    "Metadata",
+]
+
+
+def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 16:
+        raise ValueError("metadata can have at most 16 keys")
+    for key, item in value.items():
+        if len(key) > 64:
+            raise ValueError(f"metadata key '{key[:20]}…' is longer than 64 characters")
+        if len(item) > 512:
+            raise ValueError(f"metadata value for key '{key}' is longer than 512 characters")
+    return value
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_metadata_limits)]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ConversationCreateParams(_Params):
+    items: list[InputItem] | None = Field(default=None, max_length=20)
+    metadata: Metadata | None = None
+
+
+class ConversationUpdateParams(_Params):
+    metadata: Metadata
+
+
+class ConversationItemsCreateParams(_Params):
+    items: list[InputItem] = Field(min_length=1, max_length=20)
+
+
+class ConversationResource(BaseModel):
+    id: str
+    object: Literal["conversation"] = "conversation"
+    metadata: dict[str, str]
+    created_at: int
+
+
+class ConversationDeleted(BaseModel):
+    id: str
+    object: Literal["conversation.deleted"] = "conversation.deleted"
+    deleted: Literal[True] = True
+
+
+class ConversationItemList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
