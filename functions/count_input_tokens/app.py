@@ -3,13 +3,10 @@
 import asyncio
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from engine import tenant_from_authorizer
 from engine.errors import InvalidRequestError
-from engine.http import make_rest_resolver
-from engine.observability import logger, metrics, tracer
+from engine.http import make_rest_resolver, rest_handler
+from engine.observability import tracer
 from engine.tokens import count_input_tokens
 
 app = make_rest_resolver()
@@ -26,8 +23,4 @@ def input_tokens() -> dict[str, Any]:
     return {"object": "response.input_tokens", "input_tokens": count}
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = rest_handler(app)

@@ -2,14 +2,12 @@
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from engine import tenant_from_authorizer
 from engine.conversations import delete_item
-from engine.http import make_rest_resolver
-from engine.observability import logger, metrics, tracer
+from engine.http import make_rest_resolver, rest_handler
+from engine.observability import metrics, tracer
 
 app = make_rest_resolver()
 
@@ -23,8 +21,4 @@ def delete(conversation_id: str, item_id: str) -> dict[str, Any]:
     return conversation.model_dump(mode="json")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+lambda_handler = rest_handler(app)

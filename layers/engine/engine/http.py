@@ -6,19 +6,22 @@ Every error leaves through ``APIError.to_envelope()`` here (buffered routes) or 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_core import to_json
 
 from .errors import APIError, error_envelope, from_validation_errors
-from .observability import logger
+from .observability import logger, metrics, tracer
 from .tenancy import tenant_from_authorizer
 
-__all__ = ["json_response", "make_rest_resolver", "tenant_from_authorizer"]
+__all__ = ["json_response", "make_rest_resolver", "rest_handler", "tenant_from_authorizer"]
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -57,3 +60,16 @@ def make_rest_resolver() -> APIGatewayRestResolver:
         return json_response(500, error_envelope("The server had an error processing your request.", "server_error"))
 
     return app
+
+
+def rest_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The ``lambda_handler`` of a buffered function: the resolver under Powertools' Logger (correlation id
+    from API Gateway), Tracer and Metrics, in the cookbook's order."""
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return app.resolve(event, context)
+
+    return lambda_handler
