@@ -700,6 +700,52 @@ class Bench:
             Row(f"replay of {events} stored events (events/s)", len(rates), pct(rates, 0.5), section=section),
         ]
 
+    def authorizer(self) -> None:
+        """The REST authorizer, warm, against the stack's DynamoDB (moto): one GetItem per call, as deployed;
+        its cold start is its import (in the handler import section) plus the first call, shown here."""
+        import httpx
+
+        from engine.auth import KeyRecord, KeyStore, display_suffix, generate_key, hash_key
+
+        from .gateway import LambdaContext, _load_module
+
+        section = "authorizer (REQUEST event, one GetItem on moto per call; API Gateway caches answers)"
+        log(section)
+        health = httpx.get(self.stack.removesuffix("/v1") + "/_local/health").json()
+        os.environ.update(
+            {"AWS_ENDPOINT_URL": health["aws_endpoint_url"], "TABLE_NAME": health["table_name"],
+             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+             "AUTH_MODE": "keys", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true"}
+        )  # fmt: skip
+        key = generate_key()
+        KeyStore(health["table_name"]).add(
+            KeyRecord(hash_key(key), "bench", "active", int(time.time()), display_suffix(key))
+        )
+        spec = load_template().functions["AuthorizerFunction"]
+        handler = _load_module(spec, "app").lambda_handler
+        event = json.loads((Path(__file__).resolve().parent.parent / "events" / "authorizer.json").read_text())
+        event["headers"]["Authorization"] = f"Bearer {key}"
+        context = LambdaContext(function_name="AuthorizerFunction", aws_request_id="bench")
+        started = time.perf_counter()
+        first = handler(event, context)
+        first_ms = (time.perf_counter() - started) * 1000
+        warm: list[float] = []
+        for _ in range(200):
+            started = time.perf_counter()
+            answer = handler(event, context)
+            warm.append((time.perf_counter() - started) * 1000)
+        allowed = (
+            answer["policyDocument"]["Statement"][0]["Effect"]
+            == first["policyDocument"]["Statement"][0]["Effect"]
+            == "Allow"
+        )
+        if not allowed:
+            self.notes.append("authorizer: the bench key was not allowed")
+        self.rows += [
+            Row("first call, boto3 already imported (client + GetItem) (ms)", 1, first_ms, section=section),
+            Row("warm call, key allowed (ms)", len(warm), pct(warm, 0.5), pct(warm, 0.99), section=section),
+        ]
+
     def create_c1(self) -> None:
         section = "c=1 non-streaming create (store=true writes to moto DynamoDB)"
         log(section)
@@ -920,8 +966,7 @@ REFERENCES = {
 def handler_modules() -> dict[str, Path]:
     """Each function of template.yaml and the file its Lambda imports first."""
     out: dict[str, Path] = {}
-    for route in load_template().routes:
-        fn = route.function
+    for fn in load_template().functions.values():
         module = fn.asgi_target()[0] if fn.streams else fn.handler.rsplit(".", 1)[0]
         out[fn.code_dir.name] = fn.code_dir / f"{module.replace('.', '/')}.py"
     return dict(sorted(out.items()))
@@ -1138,6 +1183,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.create_c1()
         bench.mcp_c1()
         bench.background()
+        bench.authorizer()
         bench.client_choice()
         bench.streams_c50()
         rows += bench.rows
