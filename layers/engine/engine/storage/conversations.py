@@ -10,22 +10,21 @@ concurrent appends never overwrite each other.
 from __future__ import annotations
 
 import time
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_core import from_json, to_json
 
 from ..errors import InvalidRequestError
 from .base import Page
-from .dynamodb import _decode_item, _encode_item
+from .dynamodb import DynamoTable, _decode_item, _encode_item
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.client import DynamoDBClient
+    pass
 
 __all__ = ["ConversationRecord", "DynamoConversationStore", "get_conversation_store"]
 
 _META = "META"
-_BATCH = 25
 
 ConversationRecord = dict[str, Any]
 """``{"id", "metadata", "created_at"}`` of a live conversation."""
@@ -39,20 +38,8 @@ def _sk(seq: int) -> dict[str, str]:
     return {"S": f"ITEM#{seq:06d}"}
 
 
-class DynamoConversationStore:
+class DynamoConversationStore(DynamoTable):
     """Conversations of one tenant each; an expired or other tenant's conversation reads as absent."""
-
-    def __init__(self, table_name: str, retention_days: int) -> None:
-        self.table_name = table_name
-        self.retention_seconds = retention_days * 86_400
-
-    @cached_property
-    def _ddb(self) -> DynamoDBClient:
-        import boto3  # on first use: boto3 costs ~300 ms of cold start on a handler that may not need it
-        from botocore.config import Config
-
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10)
-        return boto3.client("dynamodb", config=config)
 
     def _expires(self) -> dict[str, str]:
         return {"N": str(int(time.time()) + self.retention_seconds)}
@@ -72,18 +59,6 @@ class DynamoConversationStore:
             "metadata": dict(from_json(meta["metadata"]["S"])),
             "created_at": int(meta["created_at"]["N"]),
         }
-
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), _BATCH):
-            pending: dict[str, Any] = {self.table_name: requests[start : start + _BATCH]}
-            for attempt in range(8):
-                result = self._ddb.batch_write_item(RequestItems=pending)
-                pending = dict(result.get("UnprocessedItems") or {})
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-            else:
-                raise RuntimeError("DynamoDB kept throttling batch writes")
 
     def _item_rows(
         self, conversation_id: str, items: list[dict[str, Any]], start: int, expires: dict[str, str]
@@ -203,15 +178,6 @@ class DynamoConversationStore:
         rows = self._item_rows(conversation_id, items, start, expires)
         self._batch_write([{"PutRequest": {"Item": row}} for row in rows])
         return True
-
-    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        while True:
-            result = self._ddb.query(TableName=self.table_name, ConsistentRead=True, **kwargs)
-            rows.extend(result.get("Items", []))
-            if "LastEvaluatedKey" not in result:
-                return rows
-            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
 
     def _item_query(self, conversation_id: str, low: str = "ITEM#", high: str = "ITEM#~", **kwargs: Any) -> Any:
         now = {":now": {"N": str(int(time.time()))}}

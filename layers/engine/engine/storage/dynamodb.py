@@ -25,7 +25,7 @@ from .base import Page, StoredContext
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-__all__ = ["DynamoResponseStore"]
+__all__ = ["DynamoResponseStore", "DynamoTable"]
 
 # DynamoDB's item limit is 400 KB including attribute names; keep headroom for the key and metadata.
 _INLINE_LIMIT = 350_000
@@ -58,8 +58,8 @@ def _decode_item(attrs: dict[str, Any]) -> dict[str, Any]:
     return dict(from_json(gzip.decompress(attrs["item_gz"]["B"])))
 
 
-class DynamoResponseStore:
-    """``ResponseStore`` on one DynamoDB table (pk/sk, GSI ``gsi1`` for newest-first listing per tenant)."""
+class DynamoTable:
+    """What every repository on the table shares: the lazily made client, paged queries, batch writes."""
 
     def __init__(self, table_name: str, retention_days: int) -> None:
         self.table_name = table_name
@@ -78,6 +78,31 @@ class DynamoResponseStore:
             max_pool_connections=64,
         )
         return boto3.client("dynamodb", config=config)
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), _BATCH):
+            pending: dict[str, Any] = {self.table_name: requests[start : start + _BATCH]}
+            for attempt in range(8):
+                result = self._ddb.batch_write_item(RequestItems=pending)
+                pending = dict(result.get("UnprocessedItems") or {})
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise RuntimeError("DynamoDB kept throttling batch writes")
+
+    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while True:
+            result = self._ddb.query(TableName=self.table_name, ConsistentRead=True, **kwargs)
+            rows.extend(result.get("Items", []))
+            if "LastEvaluatedKey" not in result:
+                return rows
+            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
+
+
+class DynamoResponseStore(DynamoTable):
+    """``ResponseStore`` on one DynamoDB table (pk/sk, GSI ``gsi1`` for newest-first listing per tenant)."""
 
     @cached_property
     def _pool(self) -> ThreadPoolExecutor:
@@ -122,18 +147,6 @@ class DynamoResponseStore:
         # a second call (items, then a conditional record) costs a round trip and ~1 ms of client CPU.
         self._batch_write([{"PutRequest": {"Item": row}} for row in [*rows, meta]])
 
-    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        for start in range(0, len(requests), _BATCH):
-            pending: dict[str, Any] = {self.table_name: requests[start : start + _BATCH]}
-            for attempt in range(8):
-                result = self._ddb.batch_write_item(RequestItems=pending)
-                pending = dict(result.get("UnprocessedItems") or {})
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-            else:
-                raise RuntimeError("DynamoDB kept throttling batch writes")
-
     # --- reads -------------------------------------------------------------------------------------------------
 
     def _live_meta(self, tenant: str, meta: dict[str, Any] | None) -> bool:
@@ -148,15 +161,6 @@ class DynamoResponseStore:
         """All ``prefix`` items the record counts are present (a write in flight is not visible yet)."""
         expected = int(meta.get(f"n_{prefix.lower()}", {}).get("N", "0"))
         return sum(1 for r in rows if r["sk"]["S"].startswith(f"{prefix}#")) >= expected
-
-    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        while True:
-            result = self._ddb.query(TableName=self.table_name, ConsistentRead=True, **kwargs)
-            rows.extend(result.get("Items", []))
-            if "LastEvaluatedKey" not in result:
-                return rows
-            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
 
     def _response_from(self, meta: dict[str, Any], outputs: list[dict[str, Any]]) -> Response:
         """The response as committed: the record's status, and exactly the output items it counts (a background
