@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .items import InputItem
+from .shared import Metadata
 
 __all__ = [
     "ConversationCreateParams",
@@ -17,20 +18,6 @@ __all__ = [
     "ConversationUpdateParams",
     "Metadata",
 ]
-
-
-def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > 16:
-        raise ValueError("metadata can have at most 16 keys")
-    for key, item in value.items():
-        if len(key) > 64:
-            raise ValueError(f"metadata key '{key[:20]}…' is longer than 64 characters")
-        if len(item) > 512:
-            raise ValueError(f"metadata value for key '{key}' is longer than 512 characters")
-    return value
-
-
-Metadata = Annotated[dict[str, str], AfterValidator(_metadata_limits)]
 
 
 class _Params(BaseModel):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from .items import InputItem
-from .shared import Reasoning, ResponseTextConfig, StreamOptions, TextFormat
+from .shared import Metadata, Reasoning, ResponseTextConfig, StreamOptions, TextFormat
 
 __all__ = ["Reasoning", "ResponseCreateParams", "ResponseTextConfig", "StreamOptions", "TextFormat"]
 
@@ -37,7 +37,7 @@ class ResponseCreateParams(BaseModel):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     background: bool | None = False
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -56,17 +56,3 @@ class ResponseCreateParams(BaseModel):
     service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"] | None = "auto"
     conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        if len(value) > 16:
-            raise ValueError("metadata can have at most 16 keys")
-        for key, item in value.items():
-            if len(key) > 64:
-                raise ValueError(f"metadata key '{key[:20]}…' is longer than 64 characters")
-            if len(item) > 512:
-                raise ValueError(f"metadata value for key '{key}' is longer than 512 characters")
-        return value

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-__all__ = ["Reasoning", "ResponseTextConfig", "StreamOptions", "TextFormat"]
+__all__ = ["Metadata", "Reasoning", "ResponseTextConfig", "StreamOptions", "TextFormat"]
 
 
 class _Strict(BaseModel):
@@ -62,3 +62,18 @@ class Reasoning(_Strict):
 
 class StreamOptions(_Strict):
     include_obfuscation: bool | None = None
+
+
+def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
+    """OpenAI's limits on ``metadata``: at most 16 keys, keys up to 64 characters, values up to 512."""
+    if len(value) > 16:
+        raise ValueError("metadata can have at most 16 keys")
+    for key, item in value.items():
+        if len(key) > 64:
+            raise ValueError(f"metadata key '{key[:20]}…' is longer than 64 characters")
+        if len(item) > 512:
+            raise ValueError(f"metadata value for key '{key}' is longer than 512 characters")
+    return value
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_metadata_limits)]

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import from_validation_errors
 
-__all__ = ["CustomTool", "FunctionTool", "parse_custom_tool", "parse_function_tool"]
+__all__ = ["CustomTool", "FunctionTool", "parse_custom_tool", "parse_function_tool", "validate_tool"]
 
 
 class FunctionTool(BaseModel):
@@ -29,15 +29,20 @@ class FunctionTool(BaseModel):
         return {"type": "function", "function": function}
 
 
-def parse_function_tool(raw: dict[str, Any], index: int) -> FunctionTool:
-    """A function tool in the Responses flat shape or the Chat Completions nested shape."""
-    flat = {"type": "function", **raw["function"]} if isinstance(raw.get("function"), dict) else raw
+def validate_tool[M: BaseModel](model: type[M], raw: dict[str, Any], index: int) -> M:
+    """``raw`` as ``model``; a validation error becomes a 400 whose ``param`` starts with ``tools[index]``."""
     try:
-        return FunctionTool.model_validate(flat)
+        return model.model_validate(raw)
     except ValidationError as exc:
         err = from_validation_errors(exc.errors())
         err.param = f"tools[{index}].{err.param}" if err.param else f"tools[{index}]"
         raise err from None
+
+
+def parse_function_tool(raw: dict[str, Any], index: int) -> FunctionTool:
+    """A function tool in the Responses flat shape or the Chat Completions nested shape."""
+    flat = {"type": "function", **raw["function"]} if isinstance(raw.get("function"), dict) else raw
+    return validate_tool(FunctionTool, flat, index)
 
 
 class CustomTool(BaseModel):
@@ -65,9 +70,4 @@ class CustomTool(BaseModel):
 
 
 def parse_custom_tool(raw: dict[str, Any], index: int) -> CustomTool:
-    try:
-        return CustomTool.model_validate(raw)
-    except ValidationError as exc:
-        err = from_validation_errors(exc.errors())
-        err.param = f"tools[{index}].{err.param}" if err.param else f"tools[{index}]"
-        raise err from None
+    return validate_tool(CustomTool, raw, index)

@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InvalidRequestError, from_validation_errors
+from ..errors import InvalidRequestError
 from ..observability import logger
-from .function import CustomTool, FunctionTool, parse_custom_tool, parse_function_tool
+from .function import CustomTool, FunctionTool, parse_custom_tool, parse_function_tool, validate_tool
 from .mcp import McpServerSpec, McpTool, check_destination, validate_headers
 
 __all__ = ["HOSTED_TOOLS", "McpServerRef", "Target", "ToolSet", "build_toolset"]
@@ -326,12 +326,7 @@ async def build_toolset(
             toolset.functions.append(tool)
             toolset.echoed.append(tool.model_dump())
         elif kind in ("mcp", "sse"):
-            try:
-                param = McpToolParam.model_validate(raw)
-            except ValidationError as exc:
-                err = from_validation_errors(exc.errors())
-                err.param = f"tools[{index}].{err.param}" if err.param else f"tools[{index}]"
-                raise err from None
+            param = validate_tool(McpToolParam, raw, index)
             label = param.server_label or _CHAT_NAME.sub("_", param.server_url.split("//")[-1].split("/")[0])
             if label in toolset.servers:
                 raise InvalidRequestError(f"Duplicate server_label '{label}'.", param=f"tools[{index}].server_label")
