@@ -238,12 +238,12 @@ def parse_api_keys(value: str) -> list[tuple[str, str]]:
 
 def local_usage_key(key_hash: str) -> str:
     """The usage-plan key the local stack gives a seeded API key (so each has its own throttle, as API keys made
-    with ``engine.keys create --usage-plan-id`` have when deployed)."""
+    with ``engine.cli.keys create --usage-plan-id`` have when deployed)."""
     return f"local-usage-{key_hash[:16]}"
 
 
 def seed_api_keys(pairs: list[tuple[str, str]], table: str = LOCAL_TABLE) -> None:
-    """Store the hashes of ``API_KEYS`` in the local table, as ``python -m engine.keys create`` would."""
+    """Store the hashes of ``API_KEYS`` in the local table, as ``python -m engine.cli.keys create`` would."""
     import time
 
     from engine.auth import KeyRecord, KeyStore, display_suffix, hash_key

@@ -3,7 +3,7 @@
 Environment: ``PORT`` (default 3000); ``UPSTREAM_BASE_URL`` / ``UPSTREAM_API_KEY`` choose the model (unset:
 the built-in demo model, and the banner says so); ``API_KEYS`` (``key:tenant,key:tenant``) turns authentication
 on: their hashes are stored in the local table at start-up and every request needs one of them (or a key made
-with ``python -m engine.keys``). Unset, auth is OFF: any bearer, or none, is the one default tenant.
+with ``python -m engine.cli.keys``). Unset, auth is OFF: any bearer, or none, is the one default tenant.
 ``AUTH_CACHE_SECONDS`` (authorizer cache), ``LOCAL_RATE_LIMIT`` / ``LOCAL_BURST_LIMIT`` (per-key throttle)
 override the template's defaults.
 """
@@ -50,7 +50,7 @@ def main() -> int:
     # A deployment is keys|single (the template allows nothing else); the local stack is off unless API_KEYS.
     environment["AUTH_MODE"] = "keys" if api_keys else "off"
     if api_keys:
-        # The stack's shared usage-plan key (keys made with engine.keys without --usage-plan-id are metered by it).
+        # The stack's shared usage-plan key (keys made with engine.cli.keys without --usage-plan-id are metered by it).
         environment["USAGE_IDENTIFIER_KEY"] = "local-shared-usage-key"
     os.environ.update(environment)
     os.environ.update(state_machine_variables(template))
@@ -87,7 +87,7 @@ def main() -> int:
             tenants = ", ".join(sorted({tenant for _, tenant in api_keys}))
             print(
                 f"  auth: API keys required ({len(api_keys)} from API_KEYS, tenants: {tenants}; more with "
-                f"`python -m engine.keys create`); authorizer cache {gateway.auth_ttl:g}s; "
+                f"`python -m engine.cli.keys create`); authorizer cache {gateway.auth_ttl:g}s; "
                 f"limit {gateway.rate_limit:g} req/s, burst {gateway.burst_limit} per key",
                 flush=True,
             )

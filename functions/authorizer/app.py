@@ -7,7 +7,7 @@ becomes 403 ``ACCESS_DENIED``, which the template's GatewayResponses turn into O
 
 Allow carries ``context={"tenant", "key_id"}`` (flat strings; handlers read ``requestContext.authorizer.tenant``)
 and ``usageIdentifierKey``: the API Gateway API key of the usage plan this key is metered by (its own, made by
-``python -m engine.keys create --usage-plan-id``, else the stack's shared one from ``USAGE_IDENTIFIER_KEY``).
+``python -m engine.cli.keys create --usage-plan-id``, else the stack's shared one from ``USAGE_IDENTIFIER_KEY``).
 """
 
 import os

@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from engine import cancel_response, tenant_from_authorizer
-from engine.http import make_rest_resolver, rest_handler
+from engine.api.rest import make_rest_resolver, rest_handler
 from engine.observability import metrics, tracer
 
 app = make_rest_resolver()

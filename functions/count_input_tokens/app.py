@@ -4,10 +4,10 @@ import asyncio
 from typing import Any
 
 from engine import tenant_from_authorizer
+from engine.api.rest import make_rest_resolver, rest_handler
 from engine.errors import InvalidRequestError
-from engine.http import make_rest_resolver, rest_handler
 from engine.observability import tracer
-from engine.tokens import count_input_tokens
+from engine.responses.tokens import count_input_tokens
 
 app = make_rest_resolver()
 

@@ -5,8 +5,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from engine import tenant_from_authorizer
+from engine.api.rest import make_rest_resolver, rest_handler
 from engine.conversations import get_conversation
-from engine.http import make_rest_resolver, rest_handler
 from engine.observability import metrics, tracer
 
 app = make_rest_resolver()

@@ -6,8 +6,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
 from engine import tenant_from_authorizer
+from engine.api.rest import make_rest_resolver, rest_handler
 from engine.conversations import list_items
-from engine.http import make_rest_resolver, rest_handler
 from engine.observability import metrics, tracer
 
 app = make_rest_resolver()

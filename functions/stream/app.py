@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from engine.asgi import create, retrieve
+from engine.api.asgi import create, retrieve
 
 
 async def health(_: Request) -> Response:

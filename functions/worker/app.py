@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from engine.observability import logger, metrics, tracer
-from engine.worker import idempotency_config, run_step_once
+from engine.responses.worker import idempotency_config, run_step_once
 
 
 @logger.inject_lambda_context

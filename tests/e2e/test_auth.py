@@ -91,7 +91,7 @@ class Stack:
         }
         env.pop("USAGE_PLAN_ID", None)
         return subprocess.run(
-            [sys.executable, "-m", "engine.keys", *argv], env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-m", "engine.cli.keys", *argv], env=env, capture_output=True, text=True, check=True
         )
 
 

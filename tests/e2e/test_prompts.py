@@ -40,7 +40,11 @@ def prompts_cli(stack: str, tmp_path: Path):
             path.write_text(json.dumps(template))
             argv = (*argv, "--file", str(path))
         done = subprocess.run(
-            [sys.executable, "-m", "engine.prompts", *argv], env=env, capture_output=True, text=True, check=True
+            [sys.executable, "-m", "engine.responses.prompts", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return done.stdout
 

@@ -1,4 +1,4 @@
-"""engine.auth and engine.keys on moto, the template's gateway responses, and the streaming function's own key
+"""engine.auth and engine.cli.keys on moto, the template's gateway responses, and the streaming function's own key
 check (the function URL has no authorizer): the ASGI app called directly, without an authorizer context."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
+from engine.api.tenancy import tenant_from_authorizer
 from engine.auth import (
     INVALID_KEY_MESSAGE,
     MISSING_KEY_MESSAGE,
@@ -29,7 +30,6 @@ from engine.auth import (
     hash_key,
 )
 from engine.settings import Settings, get_settings
-from engine.tenancy import tenant_from_authorizer
 from local.gateway import _load_module, _render
 from local.template import load_template
 
@@ -232,11 +232,11 @@ def test_template_wires_the_authorizer():
     assert api.usage_plan is not None and api.usage_plan.rate_limit > 0
 
 
-# --- python -m engine.keys ------------------------------------------------------------------------------------
+# --- python -m engine.cli.keys ------------------------------------------------------------------------------------
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from engine.keys import main
+    from engine.cli.keys import main
 
     code = main(list(argv))
     out, err = capsys.readouterr()

@@ -766,8 +766,8 @@ def test_get_provider_picks_bedrock_and_streams(bedrock_env: FakeBedrock):
 
 
 def test_engine_turn_loop_on_bedrock(bedrock_env: FakeBedrock):
-    from engine.create import create_response, prepare_create
     from engine.models.request import ResponseCreateParams
+    from engine.responses.create import create_response, prepare_create
 
     bedrock_env.answer = [
         text(0, "Let me check."),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.conversation import normalize_input, to_chat_messages
 from engine.models.request import ResponseCreateParams
+from engine.responses.input import normalize_input, to_chat_messages
 
 
 def _items(raw: object) -> list[dict[str, object]]:

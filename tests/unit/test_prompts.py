@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from engine import prompts
 from engine.errors import InvalidRequestError
 from engine.models.request import ResponseCreateParams
-from engine.prompts import PromptStore, merge_prompt, render_prompt, validate_template
+from engine.responses import prompts
+from engine.responses.prompts import PromptStore, merge_prompt, render_prompt, validate_template
 from local.aws import create_table
 from local.template import load_template
 

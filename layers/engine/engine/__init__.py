@@ -14,10 +14,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .errors import APIError, InvalidRequestError, NotFoundError
-    from .models.response import Response, ResponseDeleted, ResponseItemList, ResponseList
-    from .service import cancel_response, delete_response, get_response, list_input_items, list_responses
-    from .tenancy import tenant_from_authorizer
+    from engine.api.tenancy import tenant_from_authorizer
+    from engine.errors import APIError, InvalidRequestError, NotFoundError
+    from engine.models.response import Response, ResponseDeleted, ResponseItemList, ResponseList
+    from engine.responses.stored import cancel_response, delete_response, get_response, list_input_items, list_responses
 
 __all__ = [
     "APIError",
@@ -43,12 +43,12 @@ _HOME = {
     "ResponseDeleted": ".models.response",
     "ResponseItemList": ".models.response",
     "ResponseList": ".models.response",
-    "cancel_response": ".service",
-    "delete_response": ".service",
-    "get_response": ".service",
-    "list_input_items": ".service",
-    "list_responses": ".service",
-    "tenant_from_authorizer": ".tenancy",
+    "cancel_response": ".responses.stored",
+    "delete_response": ".responses.stored",
+    "get_response": ".responses.stored",
+    "list_input_items": ".responses.stored",
+    "list_responses": ".responses.stored",
+    "tenant_from_authorizer": ".api.tenancy",
 }
 
 

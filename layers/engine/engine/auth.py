@@ -8,7 +8,7 @@ Modes (``Settings.auth_mode``):
 * ``keys`` (the deployed default): keys live in the table as ``pk=KEY#{sha256(key) hex}``, ``sk=META`` with the
   tenant, a status (``active``/``revoked``), a display suffix (``sk-…abcd``) and ``gsi1pk=KEYS`` for listing.
   The key itself is never stored: keys are 48 random URL-safe characters (288 bits), so a plain SHA-256 is as
-  good as a slow hash here and costs microseconds. ``python -m engine.keys`` creates, lists and revokes them.
+  good as a slow hash here and costs microseconds. ``python -m engine.cli.keys`` creates, lists and revokes them.
 * ``single``: one key, read from a Secrets Manager secret (``api_key_secret_arn``; a plain string or
   ``{"api_key": "…"}``) through Powertools Parameters, cached ``auth_cache_seconds``; tenant ``default_tenant``.
 * ``off``: any bearer (or none) is ``default_tenant``. The local stack only: refused inside Lambda.
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import APIError
-from .settings import Settings, get_settings
+from engine.errors import APIError
+from engine.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -126,7 +126,7 @@ class KeyRecord:
     created_at: int
     suffix: str
     name: str = ""
-    # API Gateway API key (value and id) this key is metered as, when one was made for it (engine.keys create
+    # API Gateway API key (value and id) this key is metered as, when one was made for it (engine.cli.keys create
     # --usage-plan-id); otherwise the authorizer answers with the stack's shared usage key.
     usage_key: str | None = None
     usage_key_id: str | None = None
@@ -277,7 +277,7 @@ class Authenticator:
         if mode == "off":
             if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
                 # The template allows only keys|single; a hand-set AUTH_MODE=off must not open a deployment.
-                from .observability import logger
+                from engine.observability import logger
 
                 logger.error("AUTH_MODE=off is for the local stack only; refusing every request")
                 raise AuthenticationError()

@@ -12,19 +12,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from .conversation import normalize_input
-from .errors import InvalidRequestError, NotFoundError
-from .ids import new_id
-from .models.conversations import (
+from engine.errors import InvalidRequestError, NotFoundError
+from engine.ids import new_id
+from engine.models.conversations import (
     ConversationDeleted,
     ConversationItemList,
     ConversationResource,
 )
-from .models.items import InputItem
-from .models.request import ResponseCreateParams
-from .models.response import ConversationRef, Response
-from .observability import logger
-from .storage.conversations import get_conversation_store
+from engine.models.items import InputItem
+from engine.models.request import ResponseCreateParams
+from engine.models.response import ConversationRef, Response
+from engine.observability import logger
+from engine.responses.input import normalize_input
+from engine.storage.conversations import get_conversation_store
 
 __all__ = [
     "add_items",

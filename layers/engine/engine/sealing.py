@@ -13,8 +13,8 @@ import os
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from .errors import InvalidRequestError
-from .settings import get_settings
+from engine.errors import InvalidRequestError
+from engine.settings import get_settings
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM

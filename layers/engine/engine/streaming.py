@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic_core import from_json
 
-from .ids import new_id
-from .models.events import (
+from engine.ids import new_id
+from engine.models.events import (
     ResponseCompletedEvent,
     ResponseContentPartAddedEvent,
     ResponseContentPartDoneEvent,
@@ -46,7 +46,7 @@ from .models.events import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
 )
-from .models.items import (
+from engine.models.items import (
     McpApprovalRequest,
     McpCall,
     McpListTools,
@@ -57,8 +57,8 @@ from .models.items import (
     ResponseOutputText,
     ResponseReasoningItem,
 )
-from .models.response import IncompleteDetails, Response, ResponseError, ResponseUsage
-from .providers.base import ToolCallDelta
+from engine.models.response import IncompleteDetails, Response, ResponseError, ResponseUsage
+from engine.providers.base import ToolCallDelta
 
 __all__ = ["CallKind", "ResponseStream", "TurnCall", "TurnResult", "sse_encode"]
 

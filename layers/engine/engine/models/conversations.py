@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .items import InputItem
-from .shared import Metadata
+from engine.models.items import InputItem
+from engine.models.shared import Metadata
 
 __all__ = [
     "ConversationCreateParams",

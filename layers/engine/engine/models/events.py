@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .response import Response
+from engine.models.response import Response
 
 __all__ = [
     "ResponseCompletedEvent",

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .items import InputItem
-from .shared import Metadata, Reasoning, ResponseTextConfig, StreamOptions, TextFormat
+from engine.models.items import InputItem
+from engine.models.shared import Metadata, Reasoning, ResponseTextConfig, StreamOptions, TextFormat
 
 __all__ = ["Reasoning", "ResponseCreateParams", "ResponseTextConfig", "StreamOptions", "TextFormat"]
 

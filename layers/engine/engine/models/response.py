@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .items import ResponseOutputItem
-from .shared import Reasoning, ResponseTextConfig
+from engine.models.items import ResponseOutputItem
+from engine.models.shared import Reasoning, ResponseTextConfig
 
 __all__ = [
     "IncompleteDetails",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ..settings import get_settings
-from .base import ChatRequest, Provider, ProviderError
+from engine.providers.base import ChatRequest, Provider, ProviderError
+from engine.settings import get_settings
 
 __all__ = ["ChatRequest", "Provider", "ProviderError", "get_provider"]
 
@@ -17,13 +17,13 @@ def get_provider() -> Provider:
     or the labelled demo model when no upstream is set."""
     settings = get_settings()
     if settings.upstream_provider == "bedrock":
-        from .bedrock import BedrockProvider
+        from engine.providers.bedrock import BedrockProvider
 
         return BedrockProvider(settings)
     if not settings.upstream_base_url:
-        from .demo import DemoProvider
+        from engine.providers.demo import DemoProvider
 
         return DemoProvider()
-    from .chat_completions import ChatCompletionsProvider
+    from engine.providers.chat_completions import ChatCompletionsProvider
 
     return ChatCompletionsProvider(settings)

@@ -61,11 +61,20 @@ from urllib.parse import unquote_to_bytes
 
 from pydantic_core import from_json, to_json
 
-from ..observability import logger
-from .base import ChatRequest, Finish, ProviderError, ProviderEvent, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from engine.observability import logger
+from engine.providers.base import (
+    ChatRequest,
+    Finish,
+    ProviderError,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from engine.settings import Settings
 
 __all__ = ["BedrockProvider", "converse_request"]
 

@@ -14,11 +14,20 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from pydantic_core import from_json
 
-from ..observability import logger
-from .base import ChatRequest, Finish, ProviderError, ProviderEvent, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from engine.observability import logger
+from engine.providers.base import (
+    ChatRequest,
+    Finish,
+    ProviderError,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from engine.settings import Settings
 
 __all__ = ["ChatCompletionsProvider", "chat_body"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from .base import ChatRequest, Finish, ProviderEvent, TextDelta, Usage
+from engine.providers.base import ChatRequest, Finish, ProviderEvent, TextDelta, Usage
 
 __all__ = ["DemoProvider"]
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .base import Page, ResponseStore, StoredContext
+from engine.storage.base import Page, ResponseStore, StoredContext
 
 __all__ = ["Page", "ResponseStore", "StoredContext", "get_store"]
 
 
 @lru_cache(maxsize=1)
 def get_store() -> ResponseStore:
-    from ..settings import get_settings
-    from .dynamodb import DynamoResponseStore
+    from engine.settings import get_settings
+    from engine.storage.dynamodb import DynamoResponseStore
 
     settings = get_settings()
     return DynamoResponseStore(table_name=settings.table_name, retention_days=settings.retention_days)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..models.response import Response
+from engine.models.response import Response
 
 __all__ = ["Page", "ResponseStore", "StoredContext"]
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_core import from_json, to_json
 
-from ..errors import InvalidRequestError
-from .base import Page
-from .dynamodb import DynamoTable, _decode_item, _encode_item
+from engine.errors import InvalidRequestError
+from engine.storage.base import Page
+from engine.storage.dynamodb import DynamoTable, _decode_item, _encode_item
 
 if TYPE_CHECKING:
     pass
@@ -246,7 +246,7 @@ class DynamoConversationStore(DynamoTable):
 
 @lru_cache(maxsize=1)
 def get_conversation_store() -> DynamoConversationStore:
-    from ..settings import get_settings
+    from engine.settings import get_settings
 
     settings = get_settings()
     return DynamoConversationStore(table_name=settings.table_name, retention_days=settings.retention_days)

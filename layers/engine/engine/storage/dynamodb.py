@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_core import from_json, to_json
 
-from ..errors import InvalidRequestError, PayloadTooLargeError, PreviousResponseNotFoundError
-from ..models.response import Response
-from .base import Page, StoredContext
+from engine.errors import InvalidRequestError, PayloadTooLargeError, PreviousResponseNotFoundError
+from engine.models.response import Response
+from engine.storage.base import Page, StoredContext
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .pairing import check_pairing
-from .toolset import McpServerRef, Target, ToolSet, build_toolset
+from engine.tools.pairing import check_pairing
+from engine.tools.toolset import McpServerRef, Target, ToolSet, build_toolset
 
 __all__ = ["McpServerRef", "Target", "ToolSet", "build_toolset", "check_pairing"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import from_validation_errors
+from engine.errors import from_validation_errors
 
 __all__ = ["CustomTool", "FunctionTool", "parse_custom_tool", "parse_function_tool", "validate_tool"]
 

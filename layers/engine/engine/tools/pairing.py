@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidRequestError
+from engine.errors import InvalidRequestError
 
 __all__ = ["check_pairing"]
 

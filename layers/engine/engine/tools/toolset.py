@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InvalidRequestError
-from ..observability import logger
-from .function import CustomTool, FunctionTool, parse_custom_tool, parse_function_tool, validate_tool
-from .mcp import McpServerSpec, McpTool, check_destination, validate_headers
+from engine.errors import InvalidRequestError
+from engine.observability import logger
+from engine.tools.function import CustomTool, FunctionTool, parse_custom_tool, parse_function_tool, validate_tool
+from engine.tools.mcp import McpServerSpec, McpTool, check_destination, validate_headers
 
 __all__ = ["HOSTED_TOOLS", "McpServerRef", "Target", "ToolSet", "build_toolset"]
 

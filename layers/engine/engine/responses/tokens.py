@@ -14,10 +14,10 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from .conversation import to_chat_messages
-from .create import prepare_create
-from .errors import from_validation_errors
-from .models.request import ResponseCreateParams
+from engine.errors import from_validation_errors
+from engine.models.request import ResponseCreateParams
+from engine.responses.create import prepare_create
+from engine.responses.input import to_chat_messages
 
 __all__ = ["count_input_tokens", "estimate_tokens"]
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
-from .errors import InvalidRequestError, NotFoundError
-from .models.response import Response, ResponseDeleted, ResponseItemList, ResponseList
-from .observability import logger
-from .settings import get_settings
-from .storage import get_store
+from engine.errors import InvalidRequestError, NotFoundError
+from engine.models.response import Response, ResponseDeleted, ResponseItemList, ResponseList
+from engine.observability import logger
+from engine.settings import get_settings
+from engine.storage import get_store
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.client import SFNClient

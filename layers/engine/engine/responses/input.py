@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from .ids import new_id
-from .models.items import (
+from engine.ids import new_id
+from engine.models.items import (
     ChatImagePart,
     ChatTextPart,
     FunctionCallItem,

@@ -1,6 +1,6 @@
 """HTTP edges shared by the handlers: the Powertools resolver with OpenAI-shaped errors, and tenant lookup.
 
-Every error leaves through ``APIError.to_envelope()`` here (buffered routes) or in ``engine.asgi``
+Every error leaves through ``APIError.to_envelope()`` here (buffered routes) or in ``engine.api.asgi``
 (the streaming app), so a client only ever sees ``{"error": {"message", "type", "param", "code"}}``.
 """
 
@@ -17,9 +17,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_core import to_json
 
-from .errors import APIError, error_envelope, from_validation_errors
-from .observability import logger, metrics, tracer
-from .tenancy import tenant_from_authorizer
+from engine.api.tenancy import tenant_from_authorizer
+from engine.errors import APIError, error_envelope, from_validation_errors
+from engine.observability import logger, metrics, tracer
 
 __all__ = ["json_response", "make_rest_resolver", "rest_handler", "tenant_from_authorizer"]
 

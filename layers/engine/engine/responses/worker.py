@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from .background import run_step
-from .settings import get_settings
+from engine.responses.background import run_step
+from engine.settings import get_settings
 
 __all__ = ["idempotency_config", "run_step_once"]
 

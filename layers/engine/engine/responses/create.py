@@ -13,24 +13,24 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .conversation import normalize_input
-from .conversations import append_to_conversation, conversation_items, conversation_ref
-from .errors import InvalidRequestError, PreviousResponseNotFoundError
-from .ids import new_id
-from .loop import Approval, run_loop
-from .models.events import ResponseStreamEvent
-from .models.request import Reasoning, ResponseCreateParams, ResponseTextConfig
-from .models.response import (
+from engine.conversations import append_to_conversation, conversation_items, conversation_ref
+from engine.errors import InvalidRequestError, PreviousResponseNotFoundError
+from engine.ids import new_id
+from engine.models.events import ResponseStreamEvent
+from engine.models.request import Reasoning, ResponseCreateParams, ResponseTextConfig
+from engine.models.response import (
     Response,
 )
-from .observability import logger
-from .prompts import apply_prompt
-from .providers import ChatRequest, Provider, get_provider
-from .sealing import open_reasoning, seal_reasoning
-from .settings import get_settings
-from .storage import ResponseStore, get_store
-from .streaming import ResponseStream
-from .tools import ToolSet, build_toolset, check_pairing
+from engine.observability import logger
+from engine.providers import ChatRequest, Provider, get_provider
+from engine.responses.input import normalize_input
+from engine.responses.loop import Approval, run_loop
+from engine.responses.prompts import apply_prompt
+from engine.sealing import open_reasoning, seal_reasoning
+from engine.settings import get_settings
+from engine.storage import ResponseStore, get_store
+from engine.streaming import ResponseStream
+from engine.tools import ToolSet, build_toolset, check_pairing
 
 __all__ = ["CreateRun", "create_response", "prepare_create", "run_create"]
 

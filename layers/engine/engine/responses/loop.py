@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from pydantic_core import from_json
 
-from .conversation import to_chat_messages
-from .models.events import ResponseStreamEvent
-from .models.items import McpCall
-from .models.response import InputTokensDetails, OutputTokensDetails, ResponseUsage
-from .observability import logger
-from .providers import ProviderError
-from .providers.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from .settings import get_settings
-from .streaming import CallKind, ResponseStream, TurnCall
+from engine.models.events import ResponseStreamEvent
+from engine.models.items import McpCall
+from engine.models.response import InputTokensDetails, OutputTokensDetails, ResponseUsage
+from engine.observability import logger
+from engine.providers import ProviderError
+from engine.providers.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from engine.responses.input import to_chat_messages
+from engine.settings import get_settings
+from engine.streaming import CallKind, ResponseStream, TurnCall
 
 if TYPE_CHECKING:
-    from .create import CreateRun
-    from .tools.mcp import McpCallResult, McpConnection
+    from engine.responses.create import CreateRun
+    from engine.tools.mcp import McpCallResult, McpConnection
 
 __all__ = ["Approval", "LoopState", "TurnLoop", "run_loop"]
 
@@ -90,7 +90,7 @@ class _Connections:
 
     async def get(self, label: str) -> McpConnection:
         if label not in self.open:
-            from .tools.mcp import open_connection
+            from engine.tools.mcp import open_connection
 
             settings = get_settings()
             connection = open_connection(
@@ -123,7 +123,7 @@ def _after_first_turn(tool_choice: str | dict[str, Any] | None) -> str | dict[st
 
 
 def _bad_arguments(arguments: str) -> McpCallResult:
-    from .tools.mcp import McpCallResult
+    from engine.tools.mcp import McpCallResult
 
     text = f"The arguments are not a JSON object: {arguments[:200]!r}"
     return McpCallResult(None, {"type": "mcp_tool_execution_error", "content": [{"type": "input_text", "text": text}]})
@@ -173,7 +173,7 @@ class TurnLoop:
 
     async def prelude(self) -> AsyncIterator[ResponseStreamEvent]:
         """List the tools of MCP servers not listed in the context yet, and run calls approved in the input."""
-        from .tools.mcp import McpError
+        from engine.tools.mcp import McpError
 
         toolset = self.run.tools
         for label in [label for label in toolset.servers if label not in toolset.listed]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .auth import AuthenticationError
-from .settings import get_settings
+from engine.auth import AuthenticationError
+from engine.settings import get_settings
 
 __all__ = ["tenant_from_authorizer"]
 

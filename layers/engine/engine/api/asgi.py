@@ -13,15 +13,15 @@ from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from .auth import bearer_token, function_url_authenticator
-from .background import check_streamable, replay, submit
-from .create import CreateRun, create_response, prepare_create, run_create
-from .errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
-from .models.request import ResponseCreateParams
-from .observability import logger, metrics
-from .service import get_response
-from .streaming import ResponseStream, sse_encode
-from .tenancy import tenant_from_authorizer
+from engine.api.tenancy import tenant_from_authorizer
+from engine.auth import bearer_token, function_url_authenticator
+from engine.errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
+from engine.models.request import ResponseCreateParams
+from engine.observability import logger, metrics
+from engine.responses.background import check_streamable, replay, submit
+from engine.responses.create import CreateRun, create_response, prepare_create, run_create
+from engine.responses.stored import get_response
+from engine.streaming import ResponseStream, sse_encode
 
 __all__ = ["create", "error_response", "request_tenant", "retrieve", "tenant_of"]
 

@@ -14,18 +14,18 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .create import CreateRun, prepare_create
-from .errors import InvalidRequestError
-from .loop import LoopState, TurnLoop
-from .models.events import ResponseFailedEvent, ResponseStreamEvent
-from .models.request import ResponseCreateParams
-from .models.response import ResponseError
-from .observability import logger
-from .providers import ProviderError
-from .service import not_found, sfn_client
-from .settings import get_settings
-from .storage import get_store
-from .streaming import ResponseStream
+from engine.errors import InvalidRequestError
+from engine.models.events import ResponseFailedEvent, ResponseStreamEvent
+from engine.models.request import ResponseCreateParams
+from engine.models.response import ResponseError
+from engine.observability import logger
+from engine.providers import ProviderError
+from engine.responses.create import CreateRun, prepare_create
+from engine.responses.loop import LoopState, TurnLoop
+from engine.responses.stored import not_found, sfn_client
+from engine.settings import get_settings
+from engine.storage import get_store
+from engine.streaming import ResponseStream
 
 __all__ = ["check_streamable", "replay", "run_step", "submit"]
 

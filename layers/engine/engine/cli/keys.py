@@ -1,11 +1,11 @@
-"""API key management: ``python -m engine.keys create|list|revoke`` (keys mode; see ``engine.auth``).
+"""API key management: ``python -m engine.cli.keys create|list|revoke`` (keys mode; see ``engine.auth``).
 
 Uses the engine's table (``TABLE_NAME``) and the usual AWS environment (profile, region, ``AWS_ENDPOINT_URL``
 for the local stack's moto)::
 
-    python -m engine.keys create --tenant team-a [--name laptop] [--usage-plan-id abc123]
-    python -m engine.keys list [--tenant team-a] [--json]
-    python -m engine.keys revoke sk-...            # or the id (hash prefix) that `list` shows
+    python -m engine.cli.keys create --tenant team-a [--name laptop] [--usage-plan-id abc123]
+    python -m engine.cli.keys list [--tenant team-a] [--json]
+    python -m engine.cli.keys revoke sk-...            # or the id (hash prefix) that `list` shows
 
 ``create`` prints the new key once, alone on stdout (the table keeps only its SHA-256). With
 ``--usage-plan-id`` (default: ``USAGE_PLAN_ID``), it also makes an API Gateway API key for it in that usage plan,
@@ -24,8 +24,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .auth import KeyRecord, KeyStore, display_suffix, generate_key, hash_key, key_id
-from .settings import get_settings
+from engine.auth import KeyRecord, KeyStore, display_suffix, generate_key, hash_key, key_id
+from engine.settings import get_settings
 
 __all__ = ["main"]
 
@@ -128,7 +128,7 @@ def _print_table(records: list[KeyRecord]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.keys", description="Manage the API's keys.")
+    parser = argparse.ArgumentParser(prog="python -m engine.cli.keys", description="Manage the API's keys.")
     parser.add_argument("--table", help="DynamoDB table (default: TABLE_NAME)")
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("create", help="create a key and print it once")

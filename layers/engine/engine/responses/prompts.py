@@ -1,9 +1,10 @@
 """Reusable prompt templates (``prompt: {id, version, variables}`` on create).
 
 Templates belong to the deployment, not to a tenant: the deployment owner manages them with
-``python -m engine.prompts`` (create / list / show / set-default) and every tenant may reference any of them by
-id. They live in the responses table: ``pk = PROMPT#{id}`` with ``sk = V#{version:06d}`` per immutable version
-and ``sk = META`` (default version, latest version number, created_at); they carry no ``expires_at``.
+``python -m engine.responses.prompts`` (create / list / show / set-default) and every tenant may reference any
+of them by id. They live in the responses table: ``pk = PROMPT#{id}`` with ``sk = V#{version:06d}``
+per immutable version and ``sk = META`` (default version, latest version number, created_at); they carry
+no ``expires_at``.
 
 A version is a JSON object: ``instructions`` (a Jinja2 template) and/or ``input`` (messages whose text is a
 Jinja2 template), ``temperature`` / ``top_p`` / ``max_output_tokens``, ``tools``, ``text`` and ``variables``
@@ -34,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .errors import InvalidRequestError
-from .models.request import ResponseCreateParams
-from .settings import get_settings
+from engine.errors import InvalidRequestError
+from engine.models.request import ResponseCreateParams
+from engine.settings import get_settings
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -397,7 +398,8 @@ async def apply_prompt(params: ResponseCreateParams, tenant: str) -> ResponseCre
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m engine.prompts", description="Manage the deployment's prompt templates (global to tenants)."
+        prog="python -m engine.responses.prompts",
+        description="Manage the deployment's prompt templates (global to tenants).",
     )
     parser.add_argument("--table", help="DynamoDB table (default: TABLE_NAME)")
     commands = parser.add_subparsers(dest="command", required=True)
