@@ -28,7 +28,7 @@ def test_codex_style_turns_with_encrypted_reasoning(http: httpx.Client, upstream
     events = _stream(http, body)
     final = events[-1]["response"]
     reasoning, message = final["output"]
-    assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"].startswith("rsn1.")
+    assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"].startswith("rsn2.")
     done_items = [e["item"] for e in events if e["type"] == "response.output_item.done"]
     assert done_items[0]["encrypted_content"] == reasoning["encrypted_content"]
     # the next turn resends everything by value, including the reasoning item (which was never stored)

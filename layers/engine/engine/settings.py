@@ -61,6 +61,9 @@ class Settings(BaseModel):
     # Key for reasoning sealed into encrypted_content: a Secrets Manager secret deployed, a plain value locally.
     reasoning_key_secret_arn: str = ""
     reasoning_key: SecretStr | None = None
+    # Local only: keys the sealing key rotated from (comma-separated); their blobs still open. Deployed, the
+    # secret's AWSPREVIOUS version is the previous key.
+    reasoning_previous_keys: SecretStr | None = None
     # Send earlier reasoning back to the upstream (as reasoning_content) for models that accept it.
     upstream_accepts_reasoning: bool = False
 
