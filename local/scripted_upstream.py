@@ -55,6 +55,9 @@ case-sensitive, may appear anywhere (as whole words) and combine:
   ``roles=<roles of all messages, comma-separated>; last=<last user message text>``,
   e.g. ``roles=system,user,assistant,user; last=hello``.
 
+When the last user message has no directive, those of a leading ``system`` message (a request's instructions)
+apply, so a request whose last user message the server writes itself (compaction) can be scripted too.
+
 The REPLY and CALL payloads (the rest of their line) are not scanned for other directives; the rest of the text is.
 Priority: ``FAIL`` > ``FAIL_MIDSTREAM`` (non-stream) > ``HANG`` > the reply.
 
@@ -534,6 +537,9 @@ class ScriptedUpstream:
     ) -> None:
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
         script = parse_directives(message_text(last_user.get("content")) if last_user is not None else "")
+        if script == Script() and messages and messages[0].get("role") == "system":
+            # directives of a leading system message apply when the last user message has none
+            script = parse_directives(message_text(messages[0].get("content")))
         stream = bool(payload.get("stream"))
         if script.fail_status is not None or (script.fail_midstream and not stream):
             status = script.fail_status if script.fail_status is not None else 500

@@ -227,3 +227,27 @@ def test_conversation_functions_take_their_sample_events(aws: None):
     for name in CONVERSATION_FUNCTIONS[1:]:
         status, body = call(name, cid)
         assert status == 404 and body["error"]["param"] == "conversation_id", name
+
+
+def test_compact_function_takes_its_sample_event(aws: None, monkeypatch: pytest.MonkeyPatch):
+    """The demo model summarizes; the answer is the retained user message plus one sealed compaction item."""
+    monkeypatch.setenv("REASONING_KEY", "integration-test-key")
+    from engine.sealing import _keyring
+    from engine.settings import get_settings
+
+    get_settings.cache_clear()
+    _keyring.cache_clear()
+    answer = _invoke("compact_response", _event("compact_response"))
+    assert answer["statusCode"] == 200, answer["body"]
+    body = json.loads(answer["body"])
+    assert body["object"] == "response.compaction" and body["usage"]["total_tokens"] > 0
+    user, compaction = body["output"]
+    assert user["role"] == "user" and user["content"][0]["text"].startswith("We agreed to launch on Tuesday")
+    assert compaction["type"] == "compaction" and compaction["encrypted_content"].startswith("cmp2.")
+    assert "demo model" not in compaction["encrypted_content"]
+    missing = _event("compact_response")
+    missing["body"] = json.dumps({"input": "Compact this conversation."})
+    refused = _invoke("compact_response", missing)
+    assert refused["statusCode"] == 400
+    assert json.loads(refused["body"])["error"]["param"] == "model"
+    _keyring.cache_clear()

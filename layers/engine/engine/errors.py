@@ -7,6 +7,7 @@
      │    └── PreviousResponseNotFoundError   (code previous_response_not_found)
      ├── NotFoundError            (404 invalid_request_error)
      ├── PayloadTooLargeError     (413 invalid_request_error)
+     ├── RateLimitError           (429 requests, code rate_limit_exceeded: the upstream's, on buffered routes)
      └── UpstreamError            (502 upstream_error: only raised before a response exists)
 
 Generation-time failures after a response exists are not exceptions for the client: they become a
@@ -23,6 +24,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PreviousResponseNotFoundError",
+    "RateLimitError",
     "UpstreamError",
     "error_envelope",
     "from_validation_errors",
@@ -70,6 +72,11 @@ class PayloadTooLargeError(APIError):
     type = "invalid_request_error"
 
 
+class RateLimitError(APIError):
+    status_code = 429
+    type = "requests"
+
+
 class UpstreamError(APIError):
     status_code = 502
     type = "upstream_error"
@@ -84,7 +91,7 @@ def error_envelope(message: str, type_: str, param: str | None = None, code: str
 _TYPE_TOKENS = {"str", "int", "float", "bool", "dict", "list", "none", "literal"}
 _UNION_TAGS = {
     "message", "function_call", "function_call_output", "reasoning", "item_reference", "input_text",
-    "input_image", "input_file", "output_text", "refusal", "summary_text", "reasoning_text",
+    "input_image", "input_file", "output_text", "refusal", "summary_text", "reasoning_text", "compaction",
 }  # fmt: skip
 
 

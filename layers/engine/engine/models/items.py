@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_serializer
 
 __all__ = [
+    "CompactionItem",
     "CustomToolCallItem",
     "CustomToolCallOutputItem",
     "FunctionCallOutputItem",
@@ -30,6 +31,7 @@ __all__ = [
     "OutputContent",
     "ReasoningItem",
     "ReasoningText",
+    "ResponseCompactionItem",
     "ResponseCustomToolCall",
     "ResponseFunctionToolCall",
     "ResponseOutputItem",
@@ -228,6 +230,14 @@ class McpApprovalResponse(_Model):
     id: str | None = None
 
 
+class CompactionItem(_Model):
+    """A ``compaction`` item sent back by value: the summary of what it replaced, sealed by this deployment."""
+
+    type: Literal["compaction"] = "compaction"
+    encrypted_content: str = Field(max_length=10_485_760)
+    id: str | None = None
+
+
 class ItemReference(_Model):
     type: Literal["item_reference"] = "item_reference"
     id: str
@@ -247,6 +257,7 @@ InputItem = Annotated[
     | Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")]
     | Annotated[ItemReference, Tag("item_reference")]
+    | Annotated[CompactionItem, Tag("compaction")]
     | Annotated[McpListTools, Tag("mcp_list_tools")]
     | Annotated[McpCall, Tag("mcp_call")]
     | Annotated[McpApprovalRequest, Tag("mcp_approval_request")]
@@ -296,8 +307,17 @@ class ResponseReasoningItem(_Model):
     status: ItemStatus = "in_progress"
 
 
+class ResponseCompactionItem(_Model):
+    """The ``compaction`` item a compaction produces: opaque to the client (a sealed summary)."""
+
+    id: str
+    type: Literal["compaction"] = "compaction"
+    encrypted_content: str
+
+
 ResponseOutputItem = Annotated[
     ResponseOutputMessage
+    | ResponseCompactionItem
     | ResponseFunctionToolCall
     | ResponseCustomToolCall
     | ResponseReasoningItem

@@ -23,6 +23,7 @@ from engine.models.response import (
 )
 from engine.observability import logger
 from engine.providers import ChatRequest, Provider, get_provider
+from engine.responses.compaction import open_summaries
 from engine.responses.input import normalize_input
 from engine.responses.loop import Approval, run_loop
 from engine.responses.prompts import apply_prompt
@@ -50,6 +51,8 @@ class CreateRun:
     approvals: list[Approval]
     # the chain's items and this request's input: what every turn's messages start from
     context_items: list[dict[str, Any]] = field(default_factory=list)
+    # the summaries of the context's compaction items, by sealed blob (what the model is shown in their place)
+    summaries: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     upstream_seconds: float = 0.0
 
@@ -178,6 +181,7 @@ async def prepare_create(
     context += await conversation_items(params, tenant)
     input_items = await _resolve_references(input_items, context, tenant, store)
     _open_sealed_reasoning(input_items, tenant)
+    summaries = open_summaries(context + input_items, tenant, first_input=len(context))
     check_pairing(context + input_items)
     approvals = _approvals(context + input_items, input_items, tools)
     tools.remember_listings(context + input_items)
@@ -223,6 +227,7 @@ async def prepare_create(
     run = CreateRun(
         tenant, params, response, input_items, ancestors, chat, get_provider(), tools, approvals, context + input_items
     )
+    run.summaries = summaries
     if started is not None:
         run.started = started
     return run

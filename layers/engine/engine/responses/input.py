@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic_core import to_json
@@ -20,7 +20,11 @@ from engine.models.items import (
     ReasoningItem,
 )
 
-__all__ = ["mcp_result_text", "normalize_input", "to_chat_messages"]
+__all__ = ["SUMMARY_PREFIX", "compaction_window", "mcp_result_text", "normalize_input", "to_chat_messages"]
+
+# How the model is shown a compaction item: its summary, as a user message after the retained user messages (as
+# Codex's own compaction does), saying what it is.
+SUMMARY_PREFIX = "Summary of the earlier part of this conversation, which was compacted to save context:\n\n"
 
 _ID_PREFIX = {
     "message": "msg",
@@ -30,6 +34,7 @@ _ID_PREFIX = {
     "mcp_approval_response": "mcpa",
     "custom_tool_call": "ctc",
     "custom_tool_call_output": "ctco",
+    "compaction": "cmp",
 }
 
 
@@ -132,6 +137,20 @@ def _add_tool_call(messages: list[dict[str, Any]], call: dict[str, Any]) -> None
         messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
+def _is_user_message(item: dict[str, Any]) -> bool:
+    return item.get("type", "message") == "message" and item.get("role") == "user"
+
+
+def compaction_window(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The part of a context the model sees once it was compacted: the latest ``compaction`` item stands for
+    everything before it except the user messages, which are retained (what ``/responses/compact`` returns, and
+    what a chain with automatic compaction holds), so a client need not prune."""
+    last = max((index for index, item in enumerate(items) if item.get("type") == "compaction"), default=-1)
+    if last < 0:
+        return items
+    return [item for item in items[:last] if _is_user_message(item)] + items[last:]
+
+
 def _plain_name(item: dict[str, Any]) -> str:
     return str(item["name"])
 
@@ -142,14 +161,18 @@ def to_chat_messages(
     model_name: Callable[[dict[str, Any]], str] = _plain_name,
     *,
     with_reasoning: bool = False,
+    summaries: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Stored/request items → Chat Completions ``messages``.
 
     ``developer`` becomes ``system`` (several upstreams reject the developer role), consecutive function and
     MCP calls join one assistant message with ``tool_calls`` (an MCP call becomes a call plus its result,
-    named as the model is offered that tool now), and reasoning, tool lists and approvals stay server-side.
+    named as the model is offered that tool now), and reasoning, tool lists and approvals stay server-side. A
+    compaction item becomes its summary (``summaries``: opened summaries by sealed blob) and hides what it
+    replaced (``compaction_window``).
     """
     messages: list[dict[str, Any]] = []
+    items = compaction_window(items)
     if instructions:
         messages.append({"role": "system", "content": instructions})
     reasoning: list[str] = []
@@ -190,6 +213,10 @@ def to_chat_messages(
             function = {"name": name, "arguments": item.get("arguments") or "{}"}
             _add_tool_call(messages, {"id": item["id"], "type": "function", "function": function})
             messages.append({"role": "tool", "tool_call_id": item["id"], "content": mcp_result_text(item)})
+        elif kind == "compaction":
+            summary = (summaries or {}).get(str(item.get("encrypted_content")))
+            if summary is not None:
+                messages.append({"role": "user", "content": SUMMARY_PREFIX + summary})
         elif kind in ("function_call_output", "custom_tool_call_output"):
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": _output_text(item["output"])})
     return messages

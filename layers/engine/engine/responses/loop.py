@@ -245,6 +245,7 @@ class TurnLoop:
                 items,
                 run.tools.model_name,
                 with_reasoning=self.settings.upstream_accepts_reasoning,
+                summaries=run.summaries,
             ),
             tools=offered,
             tool_choice=chat_choice,

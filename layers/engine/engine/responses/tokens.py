@@ -3,47 +3,23 @@
 Counted on exactly what a create would send upstream (chain, conversation, instructions, tools), with a
 documented estimate: no tokenizer ships for arbitrary upstream models, and the ones that exist fetch their
 vocabularies at run time, which a Lambda in a closed VPC cannot. Text counts one token per 4 characters
-(OpenAI's rule of thumb), each message 3 more, each image 85 (a low-detail tile), tools as their JSON.
+(OpenAI's rule of thumb), each message 3 more, each image 85 (a low-detail tile), tools as their JSON
+(``engine.responses.estimate``). A compaction item counts as the summary the upstream is shown in its place.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import to_json
 
 from engine.errors import from_validation_errors
 from engine.models.request import ResponseCreateParams
 from engine.responses.create import prepare_create
+from engine.responses.estimate import estimate_tokens
 from engine.responses.input import to_chat_messages
 
 __all__ = ["count_input_tokens", "estimate_tokens"]
-
-_PER_MESSAGE = 3
-_PER_IMAGE = 85
-
-
-def _text_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
-
-
-def estimate_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
-    total = 0
-    for message in messages:
-        total += _PER_MESSAGE + _text_tokens(str(message.get("role", "")))
-        content = message.get("content")
-        if isinstance(content, str):
-            total += _text_tokens(content)
-        elif isinstance(content, list):
-            for part in content:
-                total += _PER_IMAGE if part.get("type") == "image_url" else _text_tokens(to_json(part).decode())
-        if message.get("tool_calls"):
-            total += _text_tokens(to_json(message["tool_calls"]).decode())
-    if tools:
-        total += _text_tokens(to_json(tools).decode())
-    return total
 
 
 async def count_input_tokens(body: dict[str, Any], tenant: str) -> int:
@@ -55,5 +31,5 @@ async def count_input_tokens(body: dict[str, Any], tenant: str) -> int:
         raise from_validation_errors(list(exc.errors())) from None
     run = await prepare_create(params, tenant)
     offered, _ = run.tools.offer(params.tool_choice)
-    messages = to_chat_messages(params.instructions, run.context_items, run.tools.model_name)
+    messages = to_chat_messages(params.instructions, run.context_items, run.tools.model_name, summaries=run.summaries)
     return estimate_tokens(messages, offered)
