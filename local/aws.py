@@ -246,9 +246,11 @@ def seed_api_keys(pairs: list[tuple[str, str]], table: str = LOCAL_TABLE) -> Non
     """Store the hashes of ``API_KEYS`` in the local table, as ``python -m engine.cli.keys create`` would."""
     import time
 
-    from engine.auth import KeyRecord, KeyStore, display_suffix, hash_key
+    from engine.auth import display_suffix, hash_key
+    from engine.storage import get_key_store
+    from engine.storage.keys import KeyRecord
 
-    store = KeyStore(table)
+    store = get_key_store(table)
     now = int(time.time())
     for key, tenant in pairs:
         digest = hash_key(key)

@@ -705,7 +705,9 @@ class Bench:
         its cold start is its import (in the handler import section) plus the first call, shown here."""
         import httpx
 
-        from engine.auth import KeyRecord, KeyStore, display_suffix, generate_key, hash_key
+        from engine.auth import display_suffix, generate_key, hash_key
+        from engine.storage import get_key_store
+        from engine.storage.keys import KeyRecord
 
         from .gateway import LambdaContext, _load_module
 
@@ -718,7 +720,7 @@ class Bench:
              "AUTH_MODE": "keys", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true"}
         )  # fmt: skip
         key = generate_key()
-        KeyStore(health["table_name"]).add(
+        get_key_store(health["table_name"]).add(
             KeyRecord(hash_key(key), "bench", "active", int(time.time()), display_suffix(key))
         )
         spec = load_template().functions["AuthorizerFunction"]

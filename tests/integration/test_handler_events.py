@@ -138,7 +138,8 @@ def test_authorizer_takes_its_sample_event(aws: None, monkeypatch: pytest.Monkey
     Deny for an unknown, revoked or missing one."""
     import time
 
-    from engine.auth import KeyRecord, KeyStore, display_suffix, hash_key
+    from engine.auth import display_suffix, hash_key
+    from engine.storage.keys import DynamoKeyStore, KeyRecord
 
     monkeypatch.setenv("USAGE_IDENTIFIER_KEY", "usage-shared-key-0123456789")
     spec = _functions()["authorizer"]
@@ -147,7 +148,7 @@ def test_authorizer_takes_its_sample_event(aws: None, monkeypatch: pytest.Monkey
     event = _event("authorizer")
     assert event["type"] == "REQUEST" and event["headers"]["Authorization"].startswith("Bearer ")
     key = event["headers"]["Authorization"].removeprefix("Bearer ")
-    store = KeyStore("responses-test")
+    store = DynamoKeyStore("responses-test")
     store.add(KeyRecord(hash_key(key), "team-a", "active", int(time.time()), display_suffix(key)))
 
     allowed = _invoke("authorizer", event)

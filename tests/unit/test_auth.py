@@ -21,8 +21,6 @@ from engine.auth import (
     MISSING_KEY_MESSAGE,
     AuthenticationError,
     Authenticator,
-    KeyRecord,
-    KeyStore,
     bearer_token,
     display_suffix,
     function_url_authenticator,
@@ -30,6 +28,7 @@ from engine.auth import (
     hash_key,
 )
 from engine.settings import Settings, get_settings
+from engine.storage.keys import DynamoKeyStore, KeyRecord
 from local.gateway import _load_module, _render
 from local.template import load_template
 
@@ -96,7 +95,7 @@ def test_generated_keys_and_their_hashes():
 
 
 def test_keys_mode(aws: None):
-    store = KeyStore(TABLE)
+    store = DynamoKeyStore(TABLE)
     store.add(_record("sk-good", "team-a", usage_key="usage-own"))
     store.add(_record("sk-shared", "team-b"))
     store.add(_record("sk-gone", "team-c", status="revoked"))
@@ -122,7 +121,7 @@ def test_keys_mode(aws: None):
 
 
 def test_revocation_shows_after_the_cache_time(aws: None):
-    store = KeyStore(TABLE)
+    store = DynamoKeyStore(TABLE)
     store.add(_record("sk-soon-revoked", "team-a"))
     auth = Authenticator(_settings(auth_mode="keys"), cache_seconds=0.3)
     assert auth.authenticate("sk-soon-revoked").tenant == "team-a"
@@ -276,7 +275,7 @@ def test_keys_cli_usage_plan_key(aws: None, capsys: pytest.CaptureFixture[str]):
     plan = apigateway.create_usage_plan(name="tier-1")["id"]
     code, out, _ = _cli(capsys, "create", "--tenant", "team-a", "--usage-plan-id", plan)
     key = out.strip()
-    record = KeyStore(TABLE).get(hash_key(key))
+    record = DynamoKeyStore(TABLE).get(hash_key(key))
     assert code == 0 and record is not None and record.usage_key and record.usage_key_id
     in_plan = apigateway.get_usage_plan_keys(usagePlanId=plan)["items"]
     assert [k["id"] for k in in_plan] == [record.usage_key_id]
@@ -308,7 +307,7 @@ async def _call(
 
 
 def test_function_url_requests_check_the_key_themselves(aws: None):
-    store = KeyStore(TABLE)
+    store = DynamoKeyStore(TABLE)
     store.add(_record("sk-url-a", "team-a"))
     store.add(_record("sk-url-b", "team-b"))
     # What a function URL forwards: a context without an authorizer (LWA replaces any client-sent one).

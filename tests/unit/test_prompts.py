@@ -14,7 +14,8 @@ from moto import mock_aws
 from engine.errors import InvalidRequestError
 from engine.models.request import ResponseCreateParams
 from engine.responses import prompts
-from engine.responses.prompts import PromptStore, merge_prompt, render_prompt, validate_template
+from engine.responses.prompts import merge_prompt, render_prompt, validate_template
+from engine.storage.prompts import DynamoPromptStore as PromptStore
 from local.aws import create_table
 from local.template import load_template
 

@@ -15,7 +15,7 @@ from moto import mock_aws
 from engine.errors import PayloadTooLargeError, PreviousResponseNotFoundError
 from engine.models.items import ResponseOutputMessage, ResponseOutputText
 from engine.models.response import Response
-from engine.storage.dynamodb import DynamoResponseStore
+from engine.storage.responses import DynamoResponseStore
 from local.aws import create_table
 from local.template import load_template
 

@@ -5,8 +5,8 @@ and the streaming function when a request reaches it without that authorizer (it
 
 Modes (``Settings.auth_mode``):
 
-* ``keys`` (the deployed default): keys live in the table as ``pk=KEY#{sha256(key) hex}``, ``sk=META`` with the
-  tenant, a status (``active``/``revoked``), a display suffix (``sk-…abcd``) and ``gsi1pk=KEYS`` for listing.
+* ``keys`` (the deployed default): key records live in the table (``engine.storage.keys``), found by the
+  SHA-256 of the key, with the tenant, a status (``active``/``revoked``) and a display suffix (``sk-…abcd``).
   The key itself is never stored: keys are 48 random URL-safe characters (288 bits), so a plain SHA-256 is as
   good as a slow hash here and costs microseconds. ``python -m engine.cli.keys`` creates, lists and revokes them.
 * ``single``: one key, read from a Secrets Manager secret (``api_key_secret_arn``; a plain string or
@@ -26,24 +26,20 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from functools import lru_cache
+from typing import Literal
 
 from engine.errors import APIError
 from engine.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.client import DynamoDBClient
+from engine.storage import get_key_store
+from engine.storage.base import KeyStore
 
 __all__ = [
     "INVALID_KEY_MESSAGE",
-    "KEYS_PARTITION",
     "MISSING_KEY_MESSAGE",
     "AuthenticationError",
     "Authenticator",
     "Identity",
-    "KeyRecord",
-    "KeyStore",
     "bearer_token",
     "display_suffix",
     "function_url_authenticator",
@@ -53,7 +49,6 @@ __all__ = [
 ]
 
 KEY_PREFIX = "sk-"
-KEYS_PARTITION = "KEYS"  # gsi1pk of every key record
 _MAX_TOKEN = 512  # longer bearer values are refused without a lookup
 _CACHE_ENTRIES = 4096
 
@@ -115,137 +110,6 @@ def bearer_token(header: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-# --- the key table ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    key_hash: str
-    tenant: str
-    status: Literal["active", "revoked"]
-    created_at: int
-    suffix: str
-    name: str = ""
-    # API Gateway API key (value and id) this key is metered as, when one was made for it (engine.cli.keys create
-    # --usage-plan-id); otherwise the authorizer answers with the stack's shared usage key.
-    usage_key: str | None = None
-    usage_key_id: str | None = None
-    revoked_at: int | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.status == "active"
-
-    def to_item(self) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "pk": {"S": f"KEY#{self.key_hash}"},
-            "sk": {"S": "META"},
-            "tenant": {"S": self.tenant},
-            "status": {"S": self.status},
-            "created_at": {"N": str(self.created_at)},
-            "suffix": {"S": self.suffix},
-            "gsi1pk": {"S": KEYS_PARTITION},
-            "gsi1sk": {"S": f"{self.created_at:012d}#{self.key_hash}"},
-        }
-        if self.name:
-            item["name"] = {"S": self.name}
-        if self.usage_key:
-            item["usage_key"] = {"S": self.usage_key}
-        if self.usage_key_id:
-            item["usage_key_id"] = {"S": self.usage_key_id}
-        if self.revoked_at is not None:
-            item["revoked_at"] = {"N": str(self.revoked_at)}
-        return item
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> KeyRecord:
-        def text(name: str) -> str | None:
-            value = item.get(name, {}).get("S")
-            return str(value) if value is not None else None
-
-        status = text("status")
-        return cls(
-            key_hash=item["pk"]["S"].removeprefix("KEY#"),
-            tenant=item["tenant"]["S"],
-            status="active" if status == "active" else "revoked",
-            created_at=int(item.get("created_at", {}).get("N", "0")),
-            suffix=text("suffix") or "",
-            name=text("name") or "",
-            usage_key=text("usage_key"),
-            usage_key_id=text("usage_key_id"),
-            revoked_at=int(item["revoked_at"]["N"]) if "revoked_at" in item else None,
-        )
-
-
-class KeyStore:
-    """Key records in the responses table (the same table, its own partitions: ``KEY#…``)."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @cached_property
-    def ddb(self) -> DynamoDBClient:
-        if self._client is not None:
-            return self._client
-        import boto3
-        from botocore.config import Config
-
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-        return boto3.client("dynamodb", config=config)
-
-    def get(self, key_hash: str) -> KeyRecord | None:
-        result = self.ddb.get_item(TableName=self.table_name, Key={"pk": {"S": f"KEY#{key_hash}"}, "sk": {"S": "META"}})
-        item = result.get("Item")
-        return KeyRecord.from_item(item) if item else None
-
-    def add(self, record: KeyRecord) -> None:
-        """Store a new key record; an existing one with the same hash is never overwritten."""
-        self.ddb.put_item(
-            TableName=self.table_name, Item=record.to_item(), ConditionExpression="attribute_not_exists(pk)"
-        )
-
-    def put(self, record: KeyRecord) -> None:
-        """Store a key record, replacing one with the same hash (local seeding: the same key, again)."""
-        self.ddb.put_item(TableName=self.table_name, Item=record.to_item())
-
-    def list(self, tenant: str | None = None) -> list[KeyRecord]:
-        """Every key record, newest first (optionally one tenant's)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :k",
-            "ExpressionAttributeValues": {":k": {"S": KEYS_PARTITION}},
-            "ScanIndexForward": False,
-        }
-        if tenant is not None:
-            kwargs["FilterExpression"] = "tenant = :t"
-            kwargs["ExpressionAttributeValues"][":t"] = {"S": tenant}
-        records: list[KeyRecord] = []
-        while True:
-            result = self.ddb.query(**kwargs)
-            records.extend(KeyRecord.from_item(item) for item in result.get("Items", []))
-            if "LastEvaluatedKey" not in result:
-                return records
-            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
-
-    def revoke(self, key_hash: str) -> KeyRecord | None:
-        """Mark a key revoked (kept, for the record); None if there is no such key."""
-        try:
-            result = self.ddb.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": f"KEY#{key_hash}"}, "sk": {"S": "META"}},
-                UpdateExpression="SET #s = :r, revoked_at = if_not_exists(revoked_at, :now)",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":r": {"S": "revoked"}, ":now": {"N": str(int(time.time()))}},
-                ReturnValues="ALL_NEW",
-            )
-        except self.ddb.exceptions.ConditionalCheckFailedException:
-            return None
-        return KeyRecord.from_item(result["Attributes"])
-
-
 # --- checking a bearer token -----------------------------------------------------------------------------------
 
 
@@ -268,7 +132,7 @@ class Authenticator:
         self.settings = settings
         self.cache_seconds = cache_seconds
         self.usage_key = usage_key
-        self.store = store or KeyStore(settings.table_name)
+        self.store = store or get_key_store(settings.table_name)
         self._cache: OrderedDict[str, tuple[float, Identity | None]] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -24,7 +24,7 @@ from engine.models.request import ResponseCreateParams
 from engine.models.response import ConversationRef, Response
 from engine.observability import logger
 from engine.responses.input import normalize_input
-from engine.storage.conversations import get_conversation_store
+from engine.storage import get_conversation_store
 
 __all__ = [
     "add_items",

@@ -24,8 +24,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.auth import KeyRecord, KeyStore, display_suffix, generate_key, hash_key, key_id
+from engine.auth import display_suffix, generate_key, hash_key, key_id
 from engine.settings import get_settings
+from engine.storage import KeyStore, get_key_store
+from engine.storage.keys import KeyRecord
 
 __all__ = ["main"]
 
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "create" and not args.tenant.strip():
         parser.error("--tenant must not be empty")
-    store = KeyStore(args.table or get_settings().table_name)
+    store = get_key_store(args.table or get_settings().table_name)
     try:
         if args.command == "create":
             key, record = create(store, args.tenant.strip(), args.name, args.usage_plan_id)

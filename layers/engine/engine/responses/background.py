@@ -22,9 +22,9 @@ from engine.observability import logger
 from engine.providers import ProviderError
 from engine.responses.create import CreateRun, prepare_create
 from engine.responses.loop import LoopState, TurnLoop
-from engine.responses.stored import not_found, sfn_client
+from engine.responses.stored import not_found
 from engine.settings import get_settings
-from engine.storage import get_store
+from engine.storage import get_executions, get_store
 from engine.streaming import ResponseStream
 
 __all__ = ["check_streamable", "replay", "run_step", "submit"]
@@ -60,13 +60,7 @@ async def submit(run: CreateRun) -> list[ResponseStreamEvent]:
     await asyncio.to_thread(
         store.create_background, run.tenant, run.response, run.input_items, run.ancestors, job, _encode(first)
     )
-    arn = get_settings().state_machine_arn
-    await asyncio.to_thread(
-        sfn_client().start_execution,
-        stateMachineArn=arn,
-        name=run.response.id,
-        input=f'{{"response_id": "{run.response.id}", "step": 0}}',
-    )
+    await asyncio.to_thread(get_executions().start, run.response.id)
     return first
 
 

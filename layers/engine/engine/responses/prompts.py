@@ -2,9 +2,7 @@
 
 Templates belong to the deployment, not to a tenant: the deployment owner manages them with
 ``python -m engine.responses.prompts`` (create / list / show / set-default) and every tenant may reference any
-of them by id. They live in the responses table: ``pk = PROMPT#{id}`` with ``sk = V#{version:06d}``
-per immutable version and ``sk = META`` (default version, latest version number, created_at); they carry
-no ``expires_at``.
+of them by id. They live in the responses table (layout: ``engine.storage.prompts``).
 
 A version is a JSON object: ``instructions`` (a Jinja2 template) and/or ``input`` (messages whose text is a
 Jinja2 template), ``temperature`` / ``top_p`` / ``max_output_tokens``, ``tools``, ``text`` and ``variables``
@@ -29,8 +27,7 @@ import asyncio
 import json
 import re
 import sys
-import time
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -38,151 +35,19 @@ from pydantic import ValidationError
 from engine.errors import InvalidRequestError
 from engine.models.request import ResponseCreateParams
 from engine.settings import get_settings
+from engine.storage import get_prompt_store
+from engine.storage.prompts import PromptNotFound
 
 if TYPE_CHECKING:
     from jinja2 import Template
-    from mypy_boto3_dynamodb.client import DynamoDBClient
 
-__all__ = ["PromptStore", "apply_prompt", "render_prompt", "validate_template"]
+__all__ = ["apply_prompt", "render_prompt", "validate_template"]
 
-_META = "META"
 _TEMPLATE_KEYS = frozenset(
     {"instructions", "input", "model", "temperature", "top_p", "max_output_tokens", "tools", "text", "variables"}
 )
 _SAMPLING = ("temperature", "top_p", "max_output_tokens")
 _ATTACHMENTS = ("input_image", "input_file")
-
-
-class PromptNotFound(LookupError):
-    pass
-
-
-def _pk(prompt_id: str) -> dict[str, str]:
-    return {"S": f"PROMPT#{prompt_id}"}
-
-
-def _sk(version: int) -> dict[str, str]:
-    return {"S": f"V#{version:06d}"}
-
-
-class PromptStore:
-    """Prompt template versions in the responses table (see the module docstring for the layout)."""
-
-    def __init__(self, table_name: str) -> None:
-        self.table_name = table_name
-        # versions are immutable, so a version once read is kept for the life of the process
-        self._versions: dict[tuple[str, int], dict[str, Any]] = {}
-
-    @cached_property
-    def _ddb(self) -> DynamoDBClient:
-        import boto3  # on first use: the streaming function imports this module, most requests have no prompt
-        from botocore.config import Config
-
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10)
-        return boto3.client("dynamodb", config=config)
-
-    def meta(self, prompt_id: str) -> dict[str, Any] | None:
-        got = self._ddb.get_item(
-            TableName=self.table_name, Key={"pk": _pk(prompt_id), "sk": {"S": _META}}, ConsistentRead=True
-        ).get("Item")
-        if got is None:
-            return None
-        return {
-            "id": prompt_id,
-            "default_version": int(got["default_version"]["N"]),
-            "latest_version": int(got["latest_version"]["N"]),
-            "created_at": int(got["created_at"]["N"]),
-        }
-
-    def version(self, prompt_id: str, version: int) -> dict[str, Any] | None:
-        cached = self._versions.get((prompt_id, version))
-        if cached is not None:
-            return cached
-        got = self._ddb.get_item(TableName=self.table_name, Key={"pk": _pk(prompt_id), "sk": _sk(version)}).get("Item")
-        if got is None:
-            return None
-        template = dict(json.loads(got["template"]["S"]))
-        self._versions[(prompt_id, version)] = template
-        return template
-
-    def resolve(self, prompt_id: str, version: int | None) -> tuple[int, dict[str, Any]]:
-        """The version (the default one when ``version`` is None) and its template; ``PromptNotFound``."""
-        if version is None:
-            meta = self.meta(prompt_id)
-            if meta is None:
-                raise PromptNotFound(f"Prompt with id '{prompt_id}' not found.")
-            version = int(meta["default_version"])
-        template = self.version(prompt_id, version)
-        if template is None:
-            if self.meta(prompt_id) is None:
-                raise PromptNotFound(f"Prompt with id '{prompt_id}' not found.")
-            raise PromptNotFound(f"Version '{version}' of prompt '{prompt_id}' not found.")
-        return version, template
-
-    def create(self, prompt_id: str, template: dict[str, Any], make_default: bool = False) -> int:
-        """Store ``template`` as the next version of ``prompt_id``; the first version becomes the default."""
-        now = str(int(time.time()))
-        updated = self._ddb.update_item(
-            TableName=self.table_name,
-            Key={"pk": _pk(prompt_id), "sk": {"S": _META}},
-            UpdateExpression="SET created_at = if_not_exists(created_at, :now) ADD latest_version :one",
-            ExpressionAttributeValues={":now": {"N": now}, ":one": {"N": "1"}},
-            ReturnValues="ALL_NEW",
-        )["Attributes"]
-        version = int(updated["latest_version"]["N"])
-        self._ddb.put_item(
-            TableName=self.table_name,
-            Item={
-                "pk": _pk(prompt_id),
-                "sk": _sk(version),
-                "template": {"S": json.dumps(template)},
-                "created_at": {"N": now},
-            },
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-        if make_default or "default_version" not in updated:
-            self.set_default(prompt_id, version)
-        return version
-
-    def set_default(self, prompt_id: str, version: int) -> None:
-        if self.version(prompt_id, version) is None:
-            raise PromptNotFound(f"Version '{version}' of prompt '{prompt_id}' not found.")
-        self._ddb.update_item(
-            TableName=self.table_name,
-            Key={"pk": _pk(prompt_id), "sk": {"S": _META}},
-            UpdateExpression="SET default_version = :v",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":v": {"N": str(version)}},
-        )
-
-    def list_prompts(self) -> list[dict[str, Any]]:
-        """Every prompt's META (a scan: an owner's command, not a request path)."""
-        found: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "FilterExpression": "begins_with(pk, :p) AND sk = :m",
-            "ExpressionAttributeValues": {":p": {"S": "PROMPT#"}, ":m": {"S": _META}},
-        }
-        while True:
-            page = self._ddb.scan(**kwargs)
-            for item in page.get("Items", []):
-                found.append(
-                    {
-                        "id": item["pk"]["S"].removeprefix("PROMPT#"),
-                        "default_version": int(item.get("default_version", {"N": "0"})["N"]),
-                        "latest_version": int(item["latest_version"]["N"]),
-                        "created_at": int(item["created_at"]["N"]),
-                    }
-                )
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return sorted(found, key=lambda m: str(m["id"]))
-
-
-@lru_cache(maxsize=1)
-def get_prompt_store() -> PromptStore:
-    return PromptStore(get_settings().table_name)
 
 
 # --- rendering ---------------------------------------------------------------------------------------------
@@ -417,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     default.add_argument("version", type=int)
     args = parser.parse_args(argv)
 
-    store = PromptStore(args.table or get_settings().table_name)
+    store = get_prompt_store(args.table or get_settings().table_name)
     try:
         if args.command == "create":
             if not args.prompt_id.strip():

@@ -5,17 +5,12 @@ Kept apart from ``create`` so these handlers do not import the turn loop, the pr
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from engine.errors import InvalidRequestError, NotFoundError
 from engine.models.response import Response, ResponseDeleted, ResponseItemList, ResponseList
 from engine.observability import logger
-from engine.settings import get_settings
-from engine.storage import get_store
-
-if TYPE_CHECKING:
-    from mypy_boto3_stepfunctions.client import SFNClient
+from engine.storage import get_executions, get_store
 
 __all__ = [
     "cancel_response",
@@ -24,7 +19,6 @@ __all__ = [
     "list_input_items",
     "list_responses",
     "not_found",
-    "sfn_client",
 ]
 
 
@@ -75,13 +69,6 @@ def list_responses(tenant: str, *, limit: int, after: str | None, before: str | 
     )
 
 
-@lru_cache(maxsize=1)
-def sfn_client() -> SFNClient:
-    import boto3
-
-    return boto3.client("stepfunctions")
-
-
 def cancel_response(tenant: str, response_id: str) -> Response:
     """Cancel a queued or running background response; a finished one is returned unchanged."""
     store = get_store()
@@ -99,8 +86,7 @@ def cancel_response(tenant: str, response_id: str) -> Response:
 
 
 def _stop_execution(response_id: str) -> None:
-    arn = get_settings().state_machine_arn.replace(":stateMachine:", ":execution:")
     try:
-        sfn_client().stop_execution(executionArn=f"{arn}:{response_id}", error="Cancelled")
+        get_executions().stop(response_id)
     except Exception:  # best effort: the record already says cancelled, and the worker checks it
         logger.warning("StopExecution failed", extra={"response_id": response_id})

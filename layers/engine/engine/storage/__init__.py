@@ -1,18 +1,77 @@
-"""Storage: a small repository interface (``base.ResponseStore``) with DynamoDB behind it."""
+"""Storage: small repository interfaces (``base``) with DynamoDB and Step Functions behind them.
+
+``codec`` (the one attribute codec), ``table`` (client, paged queries, batch writes), ``responses``,
+``conversations``, ``keys``, ``prompts``, ``executions``; ``clients`` makes the AWS clients, on first use.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from engine.storage.base import Page, ResponseStore, StoredContext
+from engine.storage.base import (
+    ConversationStore,
+    Executions,
+    KeyStore,
+    Page,
+    PromptStore,
+    ResponseStore,
+    StoredContext,
+)
 
-__all__ = ["Page", "ResponseStore", "StoredContext", "get_store"]
+__all__ = [
+    "ConversationStore",
+    "Executions",
+    "KeyStore",
+    "Page",
+    "PromptStore",
+    "ResponseStore",
+    "StoredContext",
+    "get_conversation_store",
+    "get_executions",
+    "get_key_store",
+    "get_prompt_store",
+    "get_store",
+]
 
 
 @lru_cache(maxsize=1)
 def get_store() -> ResponseStore:
     from engine.settings import get_settings
-    from engine.storage.dynamodb import DynamoResponseStore
+    from engine.storage.responses import DynamoResponseStore
 
     settings = get_settings()
     return DynamoResponseStore(table_name=settings.table_name, retention_days=settings.retention_days)
+
+
+@lru_cache(maxsize=1)
+def get_conversation_store() -> ConversationStore:
+    from engine.settings import get_settings
+    from engine.storage.conversations import DynamoConversationStore
+
+    settings = get_settings()
+    return DynamoConversationStore(table_name=settings.table_name, retention_days=settings.retention_days)
+
+
+def get_key_store(table_name: str | None = None) -> KeyStore:
+    """The key records (of ``table_name``, default the settings' table: the key CLI can name another). Not
+    cached: each ``Authenticator`` holds the one it was given."""
+    from engine.settings import get_settings
+    from engine.storage.keys import DynamoKeyStore
+
+    return DynamoKeyStore(table_name or get_settings().table_name)
+
+
+@lru_cache(maxsize=4)
+def get_prompt_store(table_name: str | None = None) -> PromptStore:
+    from engine.settings import get_settings
+    from engine.storage.prompts import DynamoPromptStore
+
+    return DynamoPromptStore(table_name or get_settings().table_name)
+
+
+@lru_cache(maxsize=1)
+def get_executions() -> Executions:
+    from engine.settings import get_settings
+    from engine.storage.executions import StepFunctionsExecutions
+
+    return StepFunctionsExecutions(get_settings().state_machine_arn)

@@ -10,65 +10,66 @@ concurrent appends never overwrite each other.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic_core import from_json, to_json
 
 from engine.errors import InvalidRequestError
-from engine.storage.base import Page
-from engine.storage.dynamodb import DynamoTable, _decode_item, _encode_item
+from engine.storage.base import ConversationRecord, Page
+from engine.storage.responses import decode_item, encode_item
+from engine.storage.table import ConditionFailed, DynamoTable, Row
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["ConversationRecord", "DynamoConversationStore", "get_conversation_store"]
+__all__ = ["DynamoConversationStore"]
 
 _META = "META"
 
-ConversationRecord = dict[str, Any]
-"""``{"id", "metadata", "created_at"}`` of a live conversation."""
+
+def _pk(conversation_id: str) -> str:
+    return f"CONV#{conversation_id}"
 
 
-def _pk(conversation_id: str) -> dict[str, str]:
-    return {"S": f"CONV#{conversation_id}"}
+def _sk(seq: int) -> str:
+    return f"ITEM#{seq:06d}"
 
 
-def _sk(seq: int) -> dict[str, str]:
-    return {"S": f"ITEM#{seq:06d}"}
+def _now() -> int:
+    return int(time.time())
 
 
-class DynamoConversationStore(DynamoTable):
-    """Conversations of one tenant each; an expired or other tenant's conversation reads as absent."""
+class DynamoConversationStore:
+    """``ConversationStore`` on the responses table."""
 
-    def _expires(self) -> dict[str, str]:
-        return {"N": str(int(time.time()) + self.retention_seconds)}
+    def __init__(self, table_name: str, retention_days: int) -> None:
+        self.table = DynamoTable(table_name, retention_days)
+        self.retention_seconds = self.table.retention_seconds
+
+    def _expires(self) -> int:
+        return _now() + self.retention_seconds
 
     @staticmethod
-    def _live(row: dict[str, Any] | None, tenant: str | None = None) -> bool:
+    def _live(row: Row | None, tenant: str | None = None) -> bool:
         return (
             row is not None
-            and (tenant is None or row.get("tenant", {}).get("S") == tenant)
-            and int(row.get("expires_at", {}).get("N", "0")) > int(time.time())
+            and (tenant is None or row.get("tenant") == tenant)
+            and int(row.get("expires_at", 0)) > _now()
         )
 
     @staticmethod
-    def _record(conversation_id: str, meta: dict[str, Any]) -> ConversationRecord:
+    def _record(conversation_id: str, meta: Row) -> ConversationRecord:
         return {
             "id": conversation_id,
-            "metadata": dict(from_json(meta["metadata"]["S"])),
-            "created_at": int(meta["created_at"]["N"]),
+            "metadata": dict(from_json(meta["metadata"])),
+            "created_at": int(meta["created_at"]),
         }
 
-    def _item_rows(
-        self, conversation_id: str, items: list[dict[str, Any]], start: int, expires: dict[str, str]
-    ) -> list[dict[str, Any]]:
+    @staticmethod
+    def _item_rows(conversation_id: str, items: list[dict[str, Any]], start: int, expires: int) -> list[Row]:
         return [
             {
                 "pk": _pk(conversation_id),
                 "sk": _sk(start + n),
-                "item_id": {"S": str(item.get("id", ""))},
-                **_encode_item(item),
+                "item_id": str(item.get("id", "")),
+                **encode_item(item),
                 "expires_at": expires,
             }
             for n, item in enumerate(items)
@@ -78,7 +79,7 @@ class DynamoConversationStore(DynamoTable):
 
     def check_items(self, items: list[dict[str, Any]]) -> None:
         for item in items:
-            _encode_item(item)
+            encode_item(item)
 
     def create(
         self, tenant: str, conversation_id: str, metadata: dict[str, str], items: list[dict[str, Any]]
@@ -87,24 +88,21 @@ class DynamoConversationStore(DynamoTable):
         expires = self._expires()
         created_at = int(time.time())
         rows = self._item_rows(conversation_id, items, 0, expires)
-        self._batch_write([{"PutRequest": {"Item": row}} for row in rows])
+        self.table.batch_write(rows)
         meta = {
             "pk": _pk(conversation_id),
-            "sk": {"S": _META},
-            "tenant": {"S": tenant},
-            "metadata": {"S": to_json(metadata).decode()},
-            "created_at": {"N": str(created_at)},
+            "sk": _META,
+            "tenant": tenant,
+            "metadata": to_json(metadata).decode(),
+            "created_at": created_at,
             "expires_at": expires,
-            "next_seq": {"N": str(len(items))},
+            "next_seq": len(items),
         }
-        self._ddb.put_item(TableName=self.table_name, Item=meta, ConditionExpression="attribute_not_exists(pk)")
+        self.table.put(meta, condition="attribute_not_exists(pk)")
         return {"id": conversation_id, "metadata": metadata, "created_at": created_at}
 
-    def _meta(self, conversation_id: str) -> dict[str, Any] | None:
-        result = self._ddb.get_item(
-            TableName=self.table_name, Key={"pk": _pk(conversation_id), "sk": {"S": _META}}, ConsistentRead=True
-        )
-        return result.get("Item")
+    def _meta(self, conversation_id: str) -> Row | None:
+        return self.table.get({"pk": _pk(conversation_id), "sk": _META})
 
     def get(self, tenant: str, conversation_id: str) -> ConversationRecord | None:
         meta = self._meta(conversation_id)
@@ -115,39 +113,30 @@ class DynamoConversationStore(DynamoTable):
 
     def update_metadata(self, tenant: str, conversation_id: str, metadata: dict[str, str]) -> ConversationRecord | None:
         try:
-            result = self._ddb.update_item(
-                TableName=self.table_name,
-                Key={"pk": _pk(conversation_id), "sk": {"S": _META}},
-                UpdateExpression="SET metadata = :m",
-                ConditionExpression="tenant = :t AND expires_at > :now",
-                ExpressionAttributeValues={
-                    ":m": {"S": to_json(metadata).decode()},
-                    ":t": {"S": tenant},
-                    ":now": {"N": str(int(time.time()))},
-                },
-                ReturnValues="ALL_NEW",
+            row = self.table.update(
+                {"pk": _pk(conversation_id), "sk": _META},
+                "SET metadata = :m",
+                condition="tenant = :t AND expires_at > :now",
+                values={":m": to_json(metadata).decode(), ":t": tenant, ":now": _now()},
+                returns="ALL_NEW",
             )
-        except self._ddb.exceptions.ConditionalCheckFailedException:
+        except ConditionFailed:
             return None
-        return self._record(conversation_id, result["Attributes"])
+        assert row is not None
+        return self._record(conversation_id, row)
 
     def delete(self, tenant: str, conversation_id: str) -> bool:
         """The record first (the conversation is gone at once), then its items."""
         try:
-            self._ddb.delete_item(
-                TableName=self.table_name,
-                Key={"pk": _pk(conversation_id), "sk": {"S": _META}},
-                ConditionExpression="tenant = :t AND expires_at > :now",
-                ExpressionAttributeValues={":t": {"S": tenant}, ":now": {"N": str(int(time.time()))}},
+            self.table.delete(
+                {"pk": _pk(conversation_id), "sk": _META},
+                condition="tenant = :t AND expires_at > :now",
+                values={":t": tenant, ":now": _now()},
             )
-        except self._ddb.exceptions.ConditionalCheckFailedException:
+        except ConditionFailed:
             return False
-        keys = self._query_all(
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": _pk(conversation_id)},
-            ProjectionExpression="pk, sk",
-        )
-        self._batch_write([{"DeleteRequest": {"Key": {"pk": k["pk"], "sk": k["sk"]}}} for k in keys])
+        keys = self.table.query("pk = :pk", {":pk": _pk(conversation_id)}, projection="pk, sk")
+        self.table.batch_write(deletes=keys)
         return True
 
     # --- items -------------------------------------------------------------------------------------------------
@@ -159,46 +148,39 @@ class DynamoConversationStore(DynamoTable):
             return self.get(tenant, conversation_id) is not None
         expires = self._expires()
         try:
-            result = self._ddb.update_item(
-                TableName=self.table_name,
-                Key={"pk": _pk(conversation_id), "sk": {"S": _META}},
-                UpdateExpression="ADD next_seq :n SET expires_at = :exp",
-                ConditionExpression="tenant = :t AND expires_at > :now",
-                ExpressionAttributeValues={
-                    ":n": {"N": str(len(items))},
-                    ":exp": expires,
-                    ":t": {"S": tenant},
-                    ":now": {"N": str(int(time.time()))},
-                },
-                ReturnValues="UPDATED_NEW",
+            result = self.table.update(
+                {"pk": _pk(conversation_id), "sk": _META},
+                "ADD next_seq :n SET expires_at = :exp",
+                condition="tenant = :t AND expires_at > :now",
+                values={":n": len(items), ":exp": expires, ":t": tenant, ":now": _now()},
+                returns="UPDATED_NEW",
             )
-        except self._ddb.exceptions.ConditionalCheckFailedException:
+        except ConditionFailed:
             return False
-        start = int(result["Attributes"]["next_seq"]["N"]) - len(items)
-        rows = self._item_rows(conversation_id, items, start, expires)
-        self._batch_write([{"PutRequest": {"Item": row}} for row in rows])
+        assert result is not None
+        start = int(result["next_seq"]) - len(items)
+        self.table.batch_write(self._item_rows(conversation_id, items, start, expires))
         return True
 
-    def _item_query(self, conversation_id: str, low: str = "ITEM#", high: str = "ITEM#~", **kwargs: Any) -> Any:
-        now = {":now": {"N": str(int(time.time()))}}
-        return dict(
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
-            FilterExpression="expires_at > :now",
-            ExpressionAttributeValues={":pk": _pk(conversation_id), ":lo": {"S": low}, ":hi": {"S": high}, **now},
-            **kwargs,
-        )
+    @staticmethod
+    def _item_query(conversation_id: str, low: str = "ITEM#", high: str = "ITEM#~") -> dict[str, Any]:
+        return {
+            "key": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "filter": "expires_at > :now",
+            "values": {":pk": _pk(conversation_id), ":lo": low, ":hi": high, ":now": _now()},
+        }
 
     def items(self, tenant: str, conversation_id: str) -> list[dict[str, Any]] | None:
         """Every live item, oldest first; None if the conversation is absent."""
         if self.get(tenant, conversation_id) is None:
             return None
-        return [_decode_item(r) for r in self._query_all(**self._item_query(conversation_id))]
+        return [decode_item(r) for r in self.table.query(**self._item_query(conversation_id))]
 
-    def _find(self, conversation_id: str, item_id: str) -> dict[str, Any] | None:
+    def _find(self, conversation_id: str, item_id: str) -> Row | None:
         query = self._item_query(conversation_id)
-        query["FilterExpression"] += " AND item_id = :id"
-        query["ExpressionAttributeValues"][":id"] = {"S": item_id}
-        rows = self._query_all(**query)
+        query["filter"] += " AND item_id = :id"
+        query["values"][":id"] = item_id
+        rows = self.table.query(**query)
         return rows[0] if rows else None
 
     def list_items(
@@ -211,27 +193,23 @@ class DynamoConversationStore(DynamoTable):
             cursor = self._find(conversation_id, after)
             if cursor is None:
                 raise InvalidRequestError(f"No item with id '{after}' in this conversation.", param="after")
+            sk = str(cursor["sk"])
             if order == "asc":
-                low = cursor["sk"]["S"] + "\x00"
+                low = sk + "\x00"
             else:
-                high = cursor["sk"]["S"][:-1] + chr(ord(cursor["sk"]["S"][-1]) - 1) + "~"
+                high = sk[:-1] + chr(ord(sk[-1]) - 1) + "~"
         # A filtered query's Limit counts rows read, not rows kept: read pages until there is one row too many.
-        kwargs = self._item_query(conversation_id, low, high, ScanIndexForward=order == "asc", Limit=limit + 1)
-        rows: list[dict[str, Any]] = []
-        while len(rows) <= limit:
-            result = self._ddb.query(TableName=self.table_name, ConsistentRead=True, **kwargs)
-            rows.extend(result.get("Items", []))
-            if "LastEvaluatedKey" not in result:
-                break
-            kwargs["ExclusiveStartKey"] = result["LastEvaluatedKey"]
-        return Page([_decode_item(r) for r in rows[:limit]], len(rows) > limit)
+        rows = self.table.query(
+            **self._item_query(conversation_id, low, high), forward=order == "asc", limit=limit + 1, at_least=limit + 1
+        )
+        return Page([decode_item(r) for r in rows[:limit]], len(rows) > limit)
 
     def get_item(self, tenant: str, conversation_id: str, item_id: str) -> dict[str, Any] | None | Literal[False]:
         """The item; None if the conversation has no such item; False if the conversation itself is absent."""
         if self.get(tenant, conversation_id) is None:
             return False
         row = self._find(conversation_id, item_id)
-        return _decode_item(row) if row is not None else None
+        return decode_item(row) if row is not None else None
 
     def delete_item(self, tenant: str, conversation_id: str, item_id: str) -> bool | None:
         """True when deleted; False if the conversation has no such item; None if the conversation is absent."""
@@ -240,13 +218,5 @@ class DynamoConversationStore(DynamoTable):
         row = self._find(conversation_id, item_id)
         if row is None:
             return False
-        self._ddb.delete_item(TableName=self.table_name, Key={"pk": row["pk"], "sk": row["sk"]})
+        self.table.delete({"pk": row["pk"], "sk": row["sk"]})
         return True
-
-
-@lru_cache(maxsize=1)
-def get_conversation_store() -> DynamoConversationStore:
-    from engine.settings import get_settings
-
-    settings = get_settings()
-    return DynamoConversationStore(table_name=settings.table_name, retention_days=settings.retention_days)
