@@ -277,6 +277,9 @@ class Gateway:
         self.rate_limit = float(os.environ.get("LOCAL_RATE_LIMIT") or (plan.rate_limit if plan else 10_000))
         self.burst_limit = int(os.environ.get("LOCAL_BURST_LIMIT") or (plan.burst_limit if plan else 5_000))
         self._buckets: dict[str, TokenBucket] = {}
+        from .websocket_gateway import WebSocketGateway  # it builds on this module
+
+        self.websockets = WebSocketGateway(template, self.auth_mode)
         for route in template.routes:
             fn = route.function
             if fn.streams:
@@ -300,9 +303,15 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
+        if scope["type"] == "websocket":
+            await self.websockets.serve(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        if self.websockets.handles(path):
+            await self.websockets.http(scope, receive, send)
+            return
         if path == "/_local/health":
             # Tests reach the stack's moto (and its table) through these.
             health = {

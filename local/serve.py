@@ -54,6 +54,9 @@ def main() -> int:
         environment["USAGE_IDENTIFIER_KEY"] = "local-shared-usage-key"
     os.environ.update(environment)
     os.environ.update(state_machine_variables(template))
+    from .websocket_gateway import local_websocket_environment
+
+    os.environ.update(local_websocket_environment(template, f"http://127.0.0.1:{port}"))
     moto = start_moto(environment=environment, wait=False)
     # uvicorn handles SIGTERM by shutting down and then re-raising it with the previous handler; Python's default
     # would end the process there and skip the `finally` below, leaving moto running. Exit normally instead.
@@ -80,6 +83,8 @@ def main() -> int:
         print(f"Responses API (local stack) on http://127.0.0.1:{port}/{template.stage}", flush=True)
         print(f"  model: {model}", flush=True)
         print(f"  routes from template.yaml: {routes}", flush=True)
+        if gateway.websockets.path:
+            print(f"  WebSocket mode: ws://127.0.0.1:{port}{gateway.websockets.path}", flush=True)
         print(
             f"  DynamoDB/Lambda/Step Functions: moto on {os.environ['AWS_ENDPOINT_URL']} (state machines: {machines})"
         )

@@ -25,6 +25,7 @@ __all__ = [
     "StackTemplate",
     "StateMachineSpec",
     "UsagePlanSpec",
+    "WebSocketApiSpec",
     "load_template",
 ]
 
@@ -138,6 +139,18 @@ class ApiSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSocketApiSpec:
+    """An ``AWS::ApiGatewayV2::Api`` with ``ProtocolType: WEBSOCKET``: its stage, the function behind each route
+    key (``$connect``, ``$default``, ``$disconnect``) and the ``$connect`` route's REQUEST authorizer."""
+
+    logical_id: str
+    stage: str
+    routes: dict[str, FunctionSpec]
+    authorizer: FunctionSpec | None = None
+    identity_headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StackTemplate:
     stage: str
     routes: list[Route]
@@ -147,6 +160,59 @@ class StackTemplate:
     table_id: str = "Table"  # logical id of the AWS::DynamoDB::Table
     parameters: dict[str, Any] = field(default_factory=dict)  # parameter defaults
     api: ApiSpec = field(default_factory=ApiSpec)
+    websocket: WebSocketApiSpec | None = None
+
+
+_SUB_REF = re.compile(r"\$\{(\w+)(?:\.Arn)?\}")
+
+
+def _sub_refs(value: Any) -> list[str]:
+    """Logical ids a ``!Sub`` string (or ``!Ref``) names: ``integrations/${X}`` → X, ``…${F.Arn}/invocations`` → F."""
+    if isinstance(value, dict) and "Ref" in value:
+        return [str(value["Ref"])]
+    text = value.get("Fn::Sub") if isinstance(value, dict) else value
+    return _SUB_REF.findall(text) if isinstance(text, str) else []
+
+
+def _websocket_spec(resources: dict[str, Any], functions: dict[str, FunctionSpec]) -> WebSocketApiSpec | None:
+    apis = [
+        name
+        for name, r in resources.items()
+        if r["Type"] == "AWS::ApiGatewayV2::Api" and r["Properties"].get("ProtocolType") == "WEBSOCKET"
+    ]
+    if not apis:
+        return None
+    api = apis[0]
+
+    def of_api(kind: str) -> dict[str, dict[str, Any]]:
+        return {
+            name: r["Properties"]
+            for name, r in resources.items()
+            if r["Type"] == kind and _sub_refs(r["Properties"].get("ApiId")) == [api]
+        }
+
+    def function_of(uri: Any) -> FunctionSpec:
+        found = [functions[ref] for ref in _sub_refs(uri) if ref in functions]
+        if not found:
+            raise ValueError(f"{api}: the local stack runs Lambda integrations of this template's functions only")
+        return found[0]
+
+    integrations, authorizers = of_api("AWS::ApiGatewayV2::Integration"), of_api("AWS::ApiGatewayV2::Authorizer")
+    routes: dict[str, FunctionSpec] = {}
+    authorizer: FunctionSpec | None = None
+    headers: tuple[str, ...] = ()
+    for route in of_api("AWS::ApiGatewayV2::Route").values():
+        targets = [integrations[ref] for ref in _sub_refs(route.get("Target")) if ref in integrations]
+        if not targets:
+            continue
+        routes[str(route["RouteKey"])] = function_of(targets[0]["IntegrationUri"])
+        if route["RouteKey"] == "$connect" and route.get("AuthorizationType") == "CUSTOM":
+            config = authorizers[_sub_refs(route["AuthorizerId"])[0]]
+            authorizer = function_of(config["AuthorizerUri"])
+            sources = config.get("IdentitySource") or []
+            headers = tuple(s.split("route.request.header.", 1)[1] for s in sources if "header." in s)
+    stages = [props["StageName"] for props in of_api("AWS::ApiGatewayV2::Stage").values()]
+    return WebSocketApiSpec(api, str(stages[0]) if stages else "$default", routes, authorizer, headers)
 
 
 def _resolve(value: Any, parameters: dict[str, Any]) -> Any:
@@ -259,4 +325,5 @@ def load_template(path: Path = ROOT / "template.yaml") -> StackTemplate:
         table_id=tables[0][0],
         parameters=parameters,
         api=_api_spec(apis[0] if apis else None, resources, functions, parameters),
+        websocket=_websocket_spec(resources, functions),
     )

@@ -8,6 +8,9 @@ becomes 403 ``ACCESS_DENIED``, which the template's GatewayResponses turn into O
 Allow carries ``context={"tenant", "key_id"}`` (flat strings; handlers read ``requestContext.authorizer.tenant``)
 and ``usageIdentifierKey``: the API Gateway API key of the usage plan this key is metered by (its own, made by
 ``python -m engine.cli.keys create --usage-plan-id``, else the stack's shared one from ``USAGE_IDENTIFIER_KEY``).
+
+The WebSocket API's ``$connect`` route uses this function too (same key check, same tenant). Its method ARN names
+the route (``…/{stage}/$connect``), which the REST policy's ``/*/*`` would not match, so the policy names it.
 """
 
 import os
@@ -45,18 +48,31 @@ def _policy(event: APIGatewayAuthorizerRequestEvent, principal: str, **kwargs: A
     )
 
 
+def _websocket_policy(
+    event: APIGatewayAuthorizerRequestEvent, principal: str, effect: str, **extra: Any
+) -> dict[str, Any]:
+    statement = {"Action": "execute-api:Invoke", "Effect": effect, "Resource": event.method_arn}
+    return {"principalId": principal, "policyDocument": {"Version": "2012-10-17", "Statement": [statement]}, **extra}
+
+
 @logger.inject_lambda_context(log_event=False)
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
     headers: dict[str, str] = event.raw_event.get("headers") or {}
     token = bearer_token(next((v for k, v in headers.items() if k.lower() == "authorization"), None))
+    websocket = (event.raw_event.get("requestContext") or {}).get("eventType") == "CONNECT"
     try:
         identity = authenticator().authenticate(token)
     except AuthenticationError:
         logger.info("API key refused", extra={"has_bearer": token is not None})
+        if websocket:
+            return _websocket_policy(event, "anonymous", "Deny")
         denied = _policy(event, "anonymous")
         denied.deny_all_routes()
         return denied.asdict()
+    if websocket:  # WebSocket APIs have no usage plans: no usageIdentifierKey
+        tenant_context = {"tenant": identity.tenant, "key_id": identity.key_id}
+        return _websocket_policy(event, identity.tenant, "Allow", context=tenant_context)
     allowed = _policy(
         event,
         identity.tenant,

@@ -66,6 +66,18 @@ class Settings(BaseModel):
     reasoning_previous_keys: SecretStr | None = None
     # Send earlier reasoning back to the upstream (as reasoning_content) for models that accept it.
     upstream_accepts_reasoning: bool = False
+    # WebSocket mode (engine.responses.websocket): the management API endpoint of the WebSocket API's stage
+    # (PostToConnection), the worker function $default hands each response.create to, and, locally only, where
+    # Lambda's Invoke API is (unset deployed: the region's own endpoint).
+    websocket_endpoint: str = ""
+    websocket_worker_function: str = ""
+    lambda_endpoint_url: str = ""
+    # A connection answers websocket_connection_limit_reached after this long (the spec's 60 minutes); its
+    # state lives at most as long as API Gateway keeps a connection open (2 hours), its DynamoDB TTL.
+    websocket_max_connection_seconds: int = Field(default=3600, ge=1)
+    websocket_state_ttl_seconds: int = Field(default=7200, ge=1)
+    # API Gateway's largest WebSocket message (128 KB); a bigger event is refused with an error event.
+    websocket_max_message_bytes: int = Field(default=131_072, ge=1024)
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -29,7 +29,7 @@ from engine.responses.loop import Approval, run_loop
 from engine.responses.prompts import apply_prompt
 from engine.sealing import open_reasoning, seal_reasoning
 from engine.settings import get_settings
-from engine.storage import ResponseStore, get_store
+from engine.storage import ResponseStore, StoredContext, get_store
 from engine.streaming import ResponseStream
 from engine.tools import ToolSet, build_toolset, check_pairing
 
@@ -158,8 +158,11 @@ async def prepare_create(
     *,
     started: float | None = None,
     background_of: Response | None = None,
+    previous: StoredContext | None = None,
 ) -> CreateRun:
-    """Validate and resolve everything a create needs; raises ``APIError`` (4xx) before anything streams."""
+    """Validate and resolve everything a create needs; raises ``APIError`` (4xx) before anything streams.
+    ``previous``: the context of ``previous_response_id`` when the caller has it already (a WebSocket
+    connection's cached response), instead of loading it from the store."""
     params = await apply_prompt(params, tenant)
     _reject_unsupported(params)
     input_items = normalize_input(params.input)
@@ -174,7 +177,7 @@ async def prepare_create(
     context: list[dict[str, Any]] = []
     ancestors: list[str] = []
     if params.previous_response_id:
-        loaded = await asyncio.to_thread(store.load_context, tenant, params.previous_response_id)
+        loaded = previous or await asyncio.to_thread(store.load_context, tenant, params.previous_response_id)
         if loaded is None:
             raise PreviousResponseNotFoundError(params.previous_response_id)
         context, ancestors = loaded.items, loaded.ancestors

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_stepfunctions.client import SFNClient
 
-__all__ = ["dynamodb", "s3", "stepfunctions"]
+__all__ = ["apigateway_management", "dynamodb", "lambda_", "s3", "stepfunctions"]
 
 
 def _config(**overrides: Any) -> Any:
@@ -44,3 +44,17 @@ def s3() -> S3Client:
     import boto3
 
     return boto3.client("s3", config=_config())
+
+
+def apigateway_management(endpoint_url: str) -> Any:
+    """The management API of one WebSocket API stage (PostToConnection, DeleteConnection)."""
+    import boto3
+
+    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=_config(tcp_keepalive=True))
+
+
+def lambda_(endpoint_url: str | None = None) -> Any:
+    """Lambda (asynchronous invokes); ``endpoint_url`` is for the local stack only."""
+    import boto3
+
+    return boto3.client("lambda", endpoint_url=endpoint_url or None, config=_config())

@@ -1,0 +1,23 @@
+"""``$connect`` of the WebSocket API (``wss://…/responses``): the API's authorizer (the REST API's function, the same
+key check and tenant) has allowed the upgrade; record the connection and its tenant for the routes that follow."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from engine.api.tenancy import tenant_from_authorizer
+from engine.errors import APIError
+from engine.observability import logger
+from engine.responses.websocket import connect
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = event["requestContext"]
+    try:
+        tenant = tenant_from_authorizer(request.get("authorizer"))
+    except APIError as exc:
+        return {"statusCode": exc.status_code}
+    connected_ms = request.get("connectedAt")
+    connect(request["connectionId"], tenant, int(connected_ms) // 1000 if connected_ms else None)
+    return {"statusCode": 200}

@@ -1,0 +1,346 @@
+"""WebSocket mode: ``response.create`` messages on one persistent connection, answered with the events SSE
+carries (Open Responses 2026-04-24 "WebSocket Transport"; OpenAI's WebSocket mode).
+
+Deployed behind an API Gateway WebSocket API, whose integrations must answer within 29 s:
+
+- ``$connect`` → :func:`connect`: the REST API's authorizer has checked the key; the connection is recorded with
+  its tenant (``storage.connections``).
+- ``$default`` → :func:`receive`: a message is validated (a bad one is answered with an error event at once), then
+  either handed to the worker with an asynchronous Lambda invoke, or, while a response runs, queued.
+- the worker → :func:`serve_connection`: runs the message and then every queued one, one at a time, posting each
+  event with PostToConnection; a 4xx is an error event, never a dropped socket.
+- ``$disconnect`` → :func:`disconnect`: the connection's state is deleted.
+
+Connection-local state: the most recent response (stored or not) is cached under the connection, so
+``previous_response_id`` naming it continues without reading the chain; any other id is loaded from storage as
+over HTTP, so a ``store:false`` response is ``previous_response_not_found`` on any other connection. A continuation
+that fails (an error event, or a ``failed`` response) evicts the response it named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from functools import lru_cache
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import from_json, to_json
+
+from engine.errors import APIError, InvalidRequestError, PreviousResponseNotFoundError, from_validation_errors
+from engine.models.events import ResponseErrorEvent, ResponseStreamEvent
+from engine.models.request import ResponseCreateParams
+from engine.observability import logger
+from engine.responses.create import CreateRun, prepare_create, run_create
+from engine.settings import get_settings
+from engine.storage import StoredContext, get_store
+from engine.storage.connections import Connection, ConnectionChannel, ConnectionStore, WorkerInvoker
+
+__all__ = [
+    "connect",
+    "disconnect",
+    "encode_event",
+    "error_message",
+    "parse_create",
+    "receive",
+    "run_worker",
+    "serve_connection",
+]
+
+# Fields that only mean something over HTTP: the socket always streams, and background is not offered here.
+_TRANSPORT_FIELDS = ("stream", "stream_options")
+
+
+@lru_cache(maxsize=1)
+def _connections() -> ConnectionStore:
+    settings = get_settings()
+    return ConnectionStore(settings.table_name, settings.websocket_state_ttl_seconds)
+
+
+@lru_cache(maxsize=1)
+def _channel() -> ConnectionChannel:
+    return ConnectionChannel(get_settings().websocket_endpoint)
+
+
+@lru_cache(maxsize=1)
+def _worker() -> WorkerInvoker:
+    settings = get_settings()
+    return WorkerInvoker(settings.websocket_worker_function, settings.lambda_endpoint_url)
+
+
+# --- the wire format --------------------------------------------------------------------------------------------
+
+
+def error_message(exc: APIError) -> bytes:
+    """The WebSocket error envelope: ``{"type": "error", "status", "error": {"type", "code", "message", "param"}}``.
+    ``code`` is always a string here (the envelope requires one): the error's type when it has no code."""
+    return to_json(
+        {
+            "type": "error",
+            "status": exc.status_code,
+            "error": {"type": exc.type, "code": exc.code or exc.type, "message": exc.message, "param": exc.param},
+        }
+    )
+
+
+def encode_event(event: ResponseStreamEvent) -> bytes:
+    """One event, as SSE's ``data:`` carries it; the flat in-stream ``error`` event takes the WebSocket shape
+    (``error`` nested, as the openai SDK's ``ResponseWsError`` and Open Responses read it)."""
+    if isinstance(event, ResponseErrorEvent):
+        return to_json(
+            {
+                "type": "error",
+                "sequence_number": event.sequence_number,
+                "error": {
+                    "type": "server_error",
+                    "code": event.code or "server_error",
+                    "message": event.message,
+                    "param": event.param,
+                },
+            }
+        )
+    return event.model_dump_json().encode()
+
+
+def parse_create(body: str | bytes | None) -> ResponseCreateParams:
+    """A client message → the create request it carries; 400 for anything but a valid ``response.create``."""
+    try:
+        message = from_json(body or b"")
+    except ValueError:
+        raise InvalidRequestError(
+            "We could not parse the JSON of your message. Each message must be a JSON object.", code="invalid_json"
+        ) from None
+    if not isinstance(message, dict):
+        raise InvalidRequestError("Each message must be a JSON object.", code="invalid_type")
+    kind = message.pop("type", None)
+    if kind == "response.steer":
+        raise InvalidRequestError(
+            "Steering is not supported by this server: send a new response.create with previous_response_id.",
+            param="type",
+            code="steering_not_supported",
+        )
+    if kind != "response.create":
+        raise InvalidRequestError(
+            f'Unsupported message type {kind!r}: send {{"type": "response.create", ...}}.',
+            param="type",
+            code="invalid_event_type",
+        )
+    if message.pop("background", None):
+        raise InvalidRequestError(
+            "background is not supported in WebSocket mode: use POST /v1/responses with background=true.",
+            param="background",
+        )
+    for name in _TRANSPORT_FIELDS:
+        message.pop(name, None)
+    try:
+        return ResponseCreateParams.model_validate_json(to_json(message))
+    except ValidationError as exc:
+        raise from_validation_errors(list(exc.errors())) from None
+
+
+def _limit_reached(connection: Connection) -> bool:
+    return time.time() - connection.connected_at >= get_settings().websocket_max_connection_seconds
+
+
+def _limit_error() -> InvalidRequestError:
+    minutes = get_settings().websocket_max_connection_seconds // 60
+    return InvalidRequestError(
+        f"This WebSocket connection reached its limit of {minutes} minutes. Open a new connection to continue.",
+        code="websocket_connection_limit_reached",
+    )
+
+
+# --- $connect, $default, $disconnect ----------------------------------------------------------------------------
+
+
+def connect(connection_id: str, tenant: str, connected_at: int | None = None) -> None:
+    _connections().open(connection_id, tenant, connected_at or int(time.time()))
+
+
+def disconnect(connection_id: str) -> None:
+    _connections().close(connection_id)
+
+
+def receive(connection_id: str, body: str | None, received_ms: int, message_id: str) -> None:
+    """``$default``: answer a bad message with an error event, else start it (the connection was idle) or queue it
+    behind the response in flight. Never waits for a model."""
+    store, channel = _connections(), _channel()
+    try:
+        parse_create(body)
+    except APIError as exc:
+        channel.post(connection_id, error_message(exc))
+        return
+    connection = store.acquire(connection_id)
+    if connection is not None:
+        if _limit_reached(connection):
+            store.release(connection_id)
+            channel.post(connection_id, error_message(_limit_error()))
+            channel.close(connection_id)
+            return
+        _worker().invoke({"connection_id": connection_id, "request": body})
+        return
+    busy = store.connection(connection_id)
+    if busy is None:
+        return  # the connection is gone
+    # Ordered by API Gateway's receive time: $default invocations of one connection may overlap.
+    store.enqueue(busy, f"{received_ms:013d}#{message_id}", body or "")
+    # The worker releases the connection, then looks at the queue once more; whichever of us wins the connection
+    # runs what is queued.
+    if store.acquire(connection_id) is not None:
+        _worker().invoke({"connection_id": connection_id})
+
+
+# --- the worker -------------------------------------------------------------------------------------------------
+
+
+class _Sender:
+    """Posts a turn's messages in order from a task of their own, so the model's stream is not held up by each
+    PostToConnection round trip. ``gone`` once the client has left."""
+
+    def __init__(self, connection_id: str) -> None:
+        self.connection_id = connection_id
+        self.gone = False
+        self._limit = get_settings().websocket_max_message_bytes
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run())
+
+    def send(self, data: bytes, sequence_number: int | None = None) -> None:
+        if len(data) > self._limit:
+            # API Gateway refuses a message over 128 KB; say which event could not be sent rather than drop it.
+            data = to_json(
+                {
+                    "type": "error",
+                    "status": 413,
+                    "sequence_number": sequence_number,
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "message_too_large",
+                        "message": f"An event of {len(data)} bytes could not be sent: WebSocket messages are limited "
+                        f"to {self._limit} bytes. Retrieve the response over HTTP (store=true), or stream it there.",
+                        "param": None,
+                    },
+                }
+            )
+        self._queue.put_nowait(data)
+
+    async def _run(self) -> None:
+        channel = _channel()
+        while (data := await self._queue.get()) is not None:
+            if not self.gone and not await asyncio.to_thread(channel.post, self.connection_id, data):
+                self.gone = True
+
+    async def close(self) -> None:
+        self._queue.put_nowait(None)
+        await self._task
+
+
+async def _previous(connection: Connection, params: ResponseCreateParams) -> tuple[StoredContext | None, bool]:
+    """The context ``previous_response_id`` names, and whether it is the connection's cached response."""
+    previous_id = params.previous_response_id
+    if not previous_id:
+        return None, False
+    if previous_id == connection.cached_id:
+        items = await asyncio.to_thread(_connections().cached_items, connection.connection_id, connection.cached_count)
+        return StoredContext(items=items, ancestors=list(connection.cached_chain)), True
+    loaded = await asyncio.to_thread(get_store().load_context, connection.tenant, previous_id)
+    if loaded is None:
+        raise PreviousResponseNotFoundError(previous_id)
+    return loaded, False
+
+
+async def _evict(connection: Connection, response_id: str | None) -> None:
+    if response_id and connection.cached_id == response_id:
+        await asyncio.to_thread(_connections().evict, connection.connection_id, response_id)
+        connection.cached_id, connection.cached_chain, connection.cached_count = None, (), 0
+
+
+async def _cache(connection: Connection, run: CreateRun, previous: StoredContext | None, extends: bool) -> None:
+    """Make this response the connection's cached one. Its context is what a stored copy would give back:
+    the chain's items, its input, its output (a conversation's items are not part of it, as over HTTP)."""
+    new = run.input_items + [item.model_dump() for item in run.response.output]
+    if extends:
+        start, items = connection.cached_count, new
+    else:
+        start, items = 0, (previous.items if previous and run.params.conversation is None else []) + new
+    chain = [*run.ancestors, run.response.id]
+    await asyncio.to_thread(_connections().cache, connection, run.response.id, chain, start, items)
+    connection.cached_id, connection.cached_chain, connection.cached_count = (
+        run.response.id,
+        tuple(chain),
+        start + len(items),
+    )
+
+
+async def _run_turn(connection: Connection, body: str, sender: _Sender) -> None:
+    previous_id: str | None = None
+    try:
+        params = parse_create(body)
+        previous_id = params.previous_response_id
+        previous, extends = await _previous(connection, params)
+        run = await prepare_create(params, connection.tenant, previous=previous)
+    except APIError as exc:
+        await _evict(connection, previous_id)
+        sender.send(error_message(exc))
+        return
+    events = run_create(run)
+    try:
+        async for event in events:
+            sender.send(encode_event(event), event.sequence_number)
+            if sender.gone:  # the client left: stop the model, as a dropped HTTP stream does
+                return
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    if run.response.status in ("completed", "incomplete"):
+        await _cache(connection, run, previous, extends)
+    else:
+        await _evict(connection, previous_id)
+
+
+async def serve_connection(connection_id: str, request: str | None = None) -> int:
+    """The worker: ``request`` (when the connection was idle), then every queued message, one response at a time;
+    then the connection is released for the next ``$default``. Returns how many messages it ran."""
+    store = _connections()
+    connection = await asyncio.to_thread(store.connection, connection_id)
+    if connection is None:
+        return 0
+    sender, served = _Sender(connection_id), 0
+    try:
+        while not sender.gone:
+            body = request if request is not None else await asyncio.to_thread(store.dequeue, connection_id)
+            request = None
+            if body is None:
+                await asyncio.to_thread(store.release, connection_id)
+                # A message queued between the last look and the release found the connection busy and left it
+                # to us: look again, and take the connection back if it is there.
+                if not await asyncio.to_thread(store.has_queued, connection_id):
+                    return served
+                if await asyncio.to_thread(store.acquire, connection_id) is None:
+                    return served
+                continue
+            served += 1
+            if _limit_reached(connection):
+                sender.send(error_message(_limit_error()))
+                continue
+            try:
+                await _run_turn(connection, body, sender)
+            except Exception:
+                logger.exception("websocket turn failed")
+                sender.send(error_message(APIError("The server had an error processing your request.")))
+    finally:
+        await sender.close()
+        if sender.gone:
+            await asyncio.to_thread(store.release, connection_id)
+    return served
+
+
+_loops = threading.local()
+
+
+def run_worker(event: dict[str, Any]) -> int:
+    """The worker's entry point for the payload ``{"connection_id", "request"?}``. One event loop per thread, kept
+    between invocations, so a warm environment reuses its upstream connections (its aiohttp session)."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(serve_connection(str(event["connection_id"]), event.get("request")))

@@ -1,0 +1,224 @@
+"""WebSocket mode's AWS calls: connection-local state in the table, the API Gateway management API
+(PostToConnection, DeleteConnection) and the asynchronous invoke of the worker.
+
+Connection-local state lives in the responses table under ``pk = CONN#{connection id}``, every row with
+``expires_at`` = connect time + ``WEBSOCKET_STATE_TTL_SECONDS`` (2 hours: the longest API Gateway keeps a WebSocket
+open), and is deleted on ``$disconnect``:
+
+- ``META``: tenant, connect time, ``busy`` while a response runs, and the cached response: its id (``cached_id``),
+  its chain of ids (``cached_chain``) and how many ``ITEM`` rows hold its context (``cached_count``).
+- ``ITEM#{n:06d}``: the cached response's context, oldest first: its chain's items, its input, its output.
+  A continuation of the cached response appends its own input and output; any other response starts again at 0
+  (rows past ``cached_count`` are stale and never read).
+- ``Q#{received ms:013d}#{message id}``: ``response.create`` messages waiting for the response in flight.
+
+Connections of the management API are made lazily (boto3 costs ~300 ms of cold start).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from pydantic_core import to_json
+
+from engine.storage import clients
+from engine.storage.responses import decode_item, encode_item
+from engine.storage.table import ConditionFailed, DynamoTable, Row
+
+__all__ = ["Connection", "ConnectionChannel", "ConnectionStore", "WorkerInvoker"]
+
+_META = "META"
+
+
+def _pk(connection_id: str) -> str:
+    return f"CONN#{connection_id}"
+
+
+@dataclass(slots=True)
+class Connection:
+    """One open WebSocket connection as the table knows it."""
+
+    connection_id: str
+    tenant: str
+    connected_at: int
+    expires_at: int
+    cached_id: str | None = None
+    # the cached response's chain, oldest first, ending with cached_id (what a continuation records as ancestors)
+    cached_chain: tuple[str, ...] = ()
+    cached_count: int = 0
+
+
+def _connection(row: Row) -> Connection:
+    return Connection(
+        connection_id=str(row["pk"]).removeprefix("CONN#"),
+        tenant=row["tenant"],
+        connected_at=int(row["connected_at"]),
+        expires_at=int(row["expires_at"]),
+        cached_id=row.get("cached_id"),
+        cached_chain=tuple(row.get("cached_chain") or ()),
+        cached_count=int(row.get("cached_count") or 0),
+    )
+
+
+class ConnectionStore(DynamoTable):
+    """The ``CONN#`` partitions of the table (see the module docstring)."""
+
+    def __init__(self, table_name: str, ttl_seconds: int) -> None:
+        super().__init__(table_name)
+        self.ttl_seconds = ttl_seconds
+
+    def _key(self, connection_id: str, sk: str = _META) -> Row:
+        return {"pk": _pk(connection_id), "sk": sk}
+
+    def open(self, connection_id: str, tenant: str, connected_at: int) -> None:
+        self.put(
+            {
+                **self._key(connection_id),
+                "tenant": tenant,
+                "connected_at": connected_at,
+                "expires_at": connected_at + self.ttl_seconds,
+                "busy": False,
+            }
+        )
+
+    def connection(self, connection_id: str) -> Connection | None:
+        """The connection, or None when it is gone (disconnected, or its state expired)."""
+        row = self.get(self._key(connection_id))
+        if row is None or int(row["expires_at"]) <= int(time.time()):
+            return None
+        return _connection(row)
+
+    def close(self, connection_id: str) -> None:
+        """Delete every row of the connection ($disconnect)."""
+        rows = self.query("pk = :pk", {":pk": _pk(connection_id)}, projection="pk, sk")
+        self.batch_write(deletes=[{"pk": r["pk"], "sk": r["sk"]} for r in rows])
+
+    # --- one response at a time ----------------------------------------------------------------------------------
+
+    def acquire(self, connection_id: str) -> Connection | None:
+        """Mark the connection busy if it was idle; the connection when this call got it, else None."""
+        try:
+            row = self.update(
+                self._key(connection_id),
+                "SET busy = :t",
+                condition="attribute_exists(pk) AND busy = :f",
+                values={":t": True, ":f": False},
+                returns="ALL_NEW",
+            )
+        except ConditionFailed:
+            return None
+        return _connection(row) if row else None
+
+    def release(self, connection_id: str) -> None:
+        try:
+            self.update(
+                self._key(connection_id), "SET busy = :f", condition="attribute_exists(pk)", values={":f": False}
+            )
+        except ConditionFailed:
+            pass  # disconnected meanwhile: nothing left to release
+
+    def enqueue(self, connection: Connection, key: str, body: str) -> None:
+        self.put({**self._key(connection.connection_id, f"Q#{key}"), "body": body, "expires_at": connection.expires_at})
+
+    def _oldest_queued(self, connection_id: str, **options: Any) -> list[Row]:
+        rows, _ = self.query_page(
+            "pk = :pk AND begins_with(sk, :q)", {":pk": _pk(connection_id), ":q": "Q#"}, limit=1, **options
+        )
+        return rows
+
+    def has_queued(self, connection_id: str) -> bool:
+        return bool(self._oldest_queued(connection_id, projection="pk"))
+
+    def dequeue(self, connection_id: str) -> str | None:
+        """Take the oldest waiting message off the queue (None when there is none)."""
+        rows = self._oldest_queued(connection_id)
+        if not rows:
+            return None
+        self.delete({"pk": rows[0]["pk"], "sk": rows[0]["sk"]})
+        return str(rows[0]["body"])
+
+    # --- the cached response -------------------------------------------------------------------------------------
+
+    def cached_items(self, connection_id: str, count: int) -> list[dict[str, Any]]:
+        if count == 0:
+            return []
+        rows = self.query(
+            "pk = :pk AND sk BETWEEN :lo AND :hi",
+            {":pk": _pk(connection_id), ":lo": "ITEM#", ":hi": f"ITEM#{count - 1:06d}"},
+        )
+        return [decode_item(row) for row in rows]
+
+    def cache(
+        self, connection: Connection, response_id: str, chain: list[str], start: int, items: list[dict[str, Any]]
+    ) -> None:
+        """Make ``response_id`` the cached response: its context is the rows before ``start`` (kept) plus ``items``."""
+        rows = [
+            {
+                **self._key(connection.connection_id, f"ITEM#{n:06d}"),
+                **encode_item(item),
+                "expires_at": connection.expires_at,
+            }
+            for n, item in enumerate(items, start)
+        ]
+        self.batch_write(puts=rows)
+        self.update(
+            self._key(connection.connection_id),
+            "SET cached_id = :id, cached_chain = :chain, cached_count = :n",
+            condition="attribute_exists(pk)",
+            values={":id": response_id, ":chain": list(chain), ":n": start + len(items)},
+        )
+
+    def evict(self, connection_id: str, response_id: str) -> None:
+        """Forget the cached response if it is ``response_id`` (a failed continuation of it)."""
+        try:
+            self.update(
+                self._key(connection_id),
+                "REMOVE cached_id, cached_chain SET cached_count = :zero",
+                condition="cached_id = :id",
+                values={":id": response_id, ":zero": 0},
+            )
+        except ConditionFailed:
+            pass
+
+
+class ConnectionChannel:
+    """The WebSocket API's management API: messages to a connection, and closing it."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    @cached_property
+    def _client(self) -> Any:
+        return clients.apigateway_management(self.endpoint)
+
+    def post(self, connection_id: str, data: bytes) -> bool:
+        """PostToConnection; False when the connection is gone (the client left)."""
+        try:
+            self._client.post_to_connection(ConnectionId=connection_id, Data=data)
+        except self._client.exceptions.GoneException:
+            return False
+        return True
+
+    def close(self, connection_id: str) -> None:
+        try:
+            self._client.delete_connection(ConnectionId=connection_id)
+        except self._client.exceptions.GoneException:
+            pass
+
+
+class WorkerInvoker:
+    """Hands a connection's queue to the worker function: an asynchronous (``Event``) Lambda invoke."""
+
+    def __init__(self, function_name: str, endpoint_url: str = "") -> None:
+        self.function_name = function_name
+        self.endpoint_url = endpoint_url
+
+    @cached_property
+    def _client(self) -> Any:
+        return clients.lambda_(self.endpoint_url)
+
+    def invoke(self, payload: dict[str, Any]) -> None:
+        self._client.invoke(FunctionName=self.function_name, InvocationType="Event", Payload=to_json(payload))
