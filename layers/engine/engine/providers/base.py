@@ -34,6 +34,13 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     user: str | None = None
+    # passed where the upstream takes them (each provider documents what it does with them)
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    # include=["message.output_text.logprobs"]: ask for token log probabilities (and this many alternatives)
+    logprobs: bool = False
+    top_logprobs: int | None = None
 
     def with_turn(
         self, *, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: str | dict[str, Any] | None
@@ -51,6 +58,8 @@ class ChatRequest:
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str
+    # the tokens of this text with their log probabilities, as the Responses API shapes them (when asked for)
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,8 @@ class Usage:
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # the service tier the upstream reports it used (echoed as the response's service_tier)
+    service_tier: str | None = None
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]

@@ -33,6 +33,11 @@ How a :class:`ChatRequest` (Chat Completions shape) becomes a Converse request:
 - ``reasoning_effort``, ``parallel_tool_calls`` and ``user`` are not forwarded: Converse has no switch for them
   that every model accepts (reasoning settings are model-specific ``additionalModelRequestFields``). Reasoning
   the model streams (``reasoningContent``) is passed on as ``ReasoningDelta``.
+- ``service_tier`` → ``serviceTier`` (``priority``/``fast``/``ultrafast`` → ``priority``, ``flex``, ``default``,
+  ``scale`` → ``reserved``; ``auto`` sends none); the tier Bedrock reports (``metadata.serviceTier``) is echoed.
+  ``safety_identifier`` → ``requestMetadata`` (``safety_identifier``, for invocation-log filtering; dropped if
+  it has characters Bedrock refuses there). ``prompt_cache_key`` has no Converse equivalent (Bedrock caches at
+  ``cachePoint`` blocks) and is ignored, as are ``logprobs`` (Converse returns none).
 
 Stream events: ``contentBlockStart.toolUse`` → ``ToolCallDelta`` (id, name; ``index`` counts the response's
 tool calls), ``contentBlockDelta`` ``text``/``toolUse.input``/``reasoningContent.text`` → ``TextDelta``/
@@ -102,6 +107,17 @@ _DOCUMENT_FORMATS = {
 _DOCUMENT_EXTENSIONS = {fmt: fmt for fmt in _DOCUMENT_FORMATS.values()} | {"htm": "html", "markdown": "md"}
 _DOCUMENT_NAME_CHAR = re.compile(r"[^A-Za-z0-9\s\-()\[\]]")
 _EMPTY_RESULT = "(no output)"
+# Responses service_tier -> Converse serviceTier.type (auto: Bedrock's default, nothing sent)
+_SERVICE_TIERS = {
+    "default": "default",
+    "flex": "flex",
+    "priority": "priority",
+    "fast": "priority",
+    "ultrafast": "priority",
+    "scale": "reserved",
+}
+_REPORTED_TIERS = {"default": "default", "flex": "flex", "priority": "priority", "reserved": "scale"}
+_METADATA_VALUE = re.compile(r"^[a-zA-Z0-9\s:_@$#=/+,.-]{1,256}$")
 
 _FINISH: dict[str, Any] = {
     "end_turn": "stop",
@@ -383,6 +399,11 @@ def _converse(request: ChatRequest) -> tuple[dict[str, Any], _ToolNames]:
     output_config = _output_config(request.response_format)
     if output_config is not None:
         kwargs["outputConfig"] = output_config
+    tier = _SERVICE_TIERS.get(request.service_tier or "")
+    if tier is not None:
+        kwargs["serviceTier"] = {"type": tier}
+    if request.safety_identifier and _METADATA_VALUE.match(request.safety_identifier):
+        kwargs["requestMetadata"] = {"safety_identifier": request.safety_identifier}
     return kwargs, names
 
 
@@ -449,11 +470,13 @@ class _Decoder:
                 return []
             cache_read = int(usage.get("cacheReadInputTokens") or 0)
             cache_write = int(usage.get("cacheWriteInputTokens") or 0)
+            tier = (event["metadata"].get("serviceTier") or {}).get("type")
             return [
                 Usage(
                     input_tokens=int(usage.get("inputTokens") or 0) + cache_read + cache_write,
                     output_tokens=int(usage.get("outputTokens") or 0),
                     cached_tokens=cache_read,
+                    service_tier=_REPORTED_TIERS.get(str(tier)) if tier else None,
                 )
             ]
         for key, body in event.items():  # an exception member delivered as an event

@@ -3,6 +3,10 @@
 The upstream is always called with ``stream: true`` so streamed and non-streamed responses share one path.
 aiohttp is the HTTP client: under 50 concurrent streams httpx 0.28 fell to a fraction of the direct
 throughput (encode/httpx#3215, measured in ``make bench``), aiohttp did not.
+
+``service_tier``, ``prompt_cache_key``, ``safety_identifier`` and ``logprobs``/``top_logprobs`` are sent only
+when the client set them (upstreams that predate a field may refuse it); the tier the upstream reports comes
+back on ``Usage``, token log probabilities on ``TextDelta``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ def chat_body(request: ChatRequest) -> dict[str, Any]:
         "response_format": request.response_format,
         "reasoning_effort": request.reasoning_effort,
         "user": request.user,
+        "service_tier": request.service_tier,
+        "prompt_cache_key": request.prompt_cache_key,
+        "safety_identifier": request.safety_identifier,
+        "logprobs": True if request.logprobs else None,
+        "top_logprobs": request.top_logprobs if request.logprobs else None,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if request.tools:
@@ -81,6 +90,19 @@ def _upstream_message(raw: bytes) -> str:
     return raw[:300].decode("utf-8", "replace")
 
 
+def _token(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "token": str(entry.get("token", "")),
+        "logprob": float(entry.get("logprob") or 0.0),
+        "bytes": list(entry.get("bytes") or []),
+    }
+
+
+def _logprob(entry: dict[str, Any]) -> dict[str, Any]:
+    """A Chat Completions logprob entry in the Responses shape (the same fields; ``bytes`` never null)."""
+    return _token(entry) | {"top_logprobs": [_token(top) for top in entry.get("top_logprobs") or ()]}
+
+
 def _events_of(chunk: dict[str, Any]) -> list[ProviderEvent]:
     events: list[ProviderEvent] = []
     for choice in chunk.get("choices") or ():
@@ -90,7 +112,8 @@ def _events_of(chunk: dict[str, Any]) -> list[ProviderEvent]:
         if reasoning:
             events.append(ReasoningDelta(reasoning))
         if delta.get("content"):
-            events.append(TextDelta(delta["content"]))
+            logprobs = (choice.get("logprobs") or {}).get("content") or ()
+            events.append(TextDelta(delta["content"], tuple(_logprob(entry) for entry in logprobs)))
         for call in delta.get("tool_calls") or ():
             fn = call.get("function") or {}
             events.append(
@@ -111,6 +134,7 @@ def _events_of(chunk: dict[str, Any]) -> list[ProviderEvent]:
                 output_tokens=int(usage.get("completion_tokens") or 0),
                 cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
                 reasoning_tokens=int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
+                service_tier=chunk.get("service_tier") or None,
             )
         )
     return events

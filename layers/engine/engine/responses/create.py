@@ -226,6 +226,11 @@ async def prepare_create(
         reasoning_effort=params.reasoning.effort if params.reasoning else None,
         response_format=params.text.format.to_chat() if params.text else None,
         user=params.safety_identifier or params.user,
+        service_tier=None if params.service_tier == "auto" else params.service_tier,
+        prompt_cache_key=params.prompt_cache_key,
+        safety_identifier=params.safety_identifier,
+        logprobs=bool(params.include and "message.output_text.logprobs" in params.include),
+        top_logprobs=params.top_logprobs,
     )
     run = CreateRun(
         tenant, params, response, input_items, ancestors, chat, get_provider(), tools, approvals, context + input_items

@@ -56,6 +56,18 @@ class McpToolParam(BaseModel):
     require_approval: Literal["always", "never"] | _ApprovalFilter | None = None
 
 
+def _reject_hosted_mcp(raw: dict[str, Any], index: int) -> None:
+    """OpenAI-hosted connectors (``connector_id``) and tunnels (``tunnel_id``) run inside OpenAI: a clear 400
+    rather than a confusing 'server_url missing'."""
+    for key, what in (("connector_id", "OpenAI-hosted connectors"), ("tunnel_id", "OpenAI MCP tunnels")):
+        if raw.get(key) and not raw.get("server_url"):
+            raise InvalidRequestError(
+                f"{what} ('{key}') are not available on this server: give the MCP server's 'server_url' instead.",
+                param=f"tools[{index}].{key}",
+                code="unsupported_value",
+            )
+
+
 @dataclass(slots=True)
 class McpServerRef:
     """One MCP server of the request: where it is, which tools may be used, which need approval."""
@@ -326,6 +338,7 @@ async def build_toolset(
             toolset.functions.append(tool)
             toolset.echoed.append(tool.model_dump())
         elif kind in ("mcp", "sse"):
+            _reject_hosted_mcp(raw, index)
             param = validate_tool(McpToolParam, raw, index)
             label = param.server_label or _CHAT_NAME.sub("_", param.server_url.split("//")[-1].split("/")[0])
             if label in toolset.servers:

@@ -1,0 +1,40 @@
+"""Request fields clients send today: accepted, honoured where the upstream can, echoed; refused clearly where
+this server cannot honour them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import UpstreamLog
+
+
+def _chat(upstream: UpstreamLog) -> list[dict[str, Any]]:
+    return [r["body"] for r in upstream.requests() if r["path"].endswith("/chat/completions")]
+
+
+@pytest.mark.parametrize("key", ["connector_id", "tunnel_id"])
+def test_hosted_connectors_are_a_clear_400(client: openai.OpenAI, upstream: UpstreamLog, key: str):
+    tool: Any = {"type": "mcp", "server_label": "mail", key: "connector_gmail", "require_approval": "never"}
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="m", input="Read my mail.", tools=[tool])
+    error: Any = refused.value.body
+    assert error["param"] == f"tools[0].{key}" and error["code"] == "unsupported_value"
+    assert "not available on this server" in error["message"] and "server_url" in error["message"]
+    assert _chat(upstream) == []
+
+
+def test_cache_key_safety_identifier_and_tier_reach_the_upstream(client: openai.OpenAI, upstream: UpstreamLog):
+    answer = client.responses.create(
+        model="m", input="hi", service_tier="flex", prompt_cache_key="thread-7", safety_identifier="user-42"
+    )
+    assert answer.prompt_cache_key == "thread-7" and answer.safety_identifier == "user-42"
+    (sent,) = _chat(upstream)
+    assert sent["service_tier"] == "flex" and sent["prompt_cache_key"] == "thread-7"
+    assert sent["safety_identifier"] == "user-42"
+    upstream.clear()
+    client.responses.create(model="m", input="hi")
+    (plain,) = _chat(upstream)
+    assert not {"service_tier", "prompt_cache_key", "safety_identifier", "logprobs"} & set(plain)
