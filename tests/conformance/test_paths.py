@@ -31,6 +31,17 @@ def _retrieve(http: httpx.Client, response_id: str) -> dict[str, Any]:
 @pytest.mark.parametrize("path", PATHS, ids=ids)
 def test_non_streamed_body_and_retrieve_validate(path: Path, client: openai.OpenAI, http: httpx.Client, mcp_url: str):
     answer = http.post("/responses", json=path.body(client, mcp_url))
+    if path.status == "failed":
+        # as OpenAI: a failed foreground create answers its error's status with the envelope; the response is stored
+        assert answer.status_code >= 400, answer.text
+        envelope = answer.json()["error"]
+        assert set(envelope) == {"message", "type", "param", "code"}
+        stored = _retrieve(http, answer.headers["x-response-id"])
+        assert stored["status"] == "failed"
+        assert (stored["error"]["code"], stored["error"]["message"]) == (envelope["code"], envelope["message"])
+        if path.items is not None:
+            assert [item["type"] for item in stored["output"]] == list(path.items)
+        return
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("application/json")
     body = answer.json()

@@ -26,7 +26,7 @@ def test_generation_error_is_an_error_event_then_response_failed_and_is_stored(h
     assert isinstance(error["message"], str) and error["message"] and "code" in error and "param" in error
     failed = capture.terminal()
     assert failed["status"] == "failed"
-    assert failed["error"] == {"code": error["code"], "message": error["message"]}
+    assert failed["error"] == {"code": error["code"], "message": error["message"], "type": "server_error"}
     stored = http.get(f"/responses/{failed['id']}").json()
     validate_response(stored)
     assert stored["status"] == "failed" and stored["error"] == failed["error"]

@@ -152,8 +152,9 @@ def test_streamed_response_joins_the_conversation(client: openai.OpenAI):
 
 def test_failed_response_does_not_join(client: openai.OpenAI):
     conv = client.conversations.create()
-    failed = client.responses.create(model="m", input="FAIL 500", conversation=conv.id)
-    assert failed.status == "failed"
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.responses.create(model="m", input="FAIL 500", conversation=conv.id)
+    assert client.responses.retrieve(caught.value.response.headers["x-response-id"]).status == "failed"
     assert client.conversations.items.list(conv.id).data == []
 
 

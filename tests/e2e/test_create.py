@@ -92,18 +92,23 @@ def test_max_output_tokens_reached_is_incomplete(client: openai.OpenAI):
 @pytest.mark.parametrize("directive", ["FAIL 503", "FAIL 500", "FAIL_MIDSTREAM", "HANG"])
 def test_upstream_failure_gives_a_stored_failed_response(client: openai.OpenAI, directive: str):
     # Given an upstream that errors, breaks mid-stream or never answers (the stack's timeout is 2 s)
-    response = client.responses.create(model="m", input=directive)
-    # Then the client gets a 200 with a failed response, not a 500, and it is stored that way
-    assert response.status == "failed"
-    assert response.error is not None and response.error.code == "server_error" and response.error.message
-    stored = client.responses.retrieve(response.id)
-    assert stored.status == "failed" and stored.error is not None and stored.error.message == response.error.message
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.responses.create(model="m", input=directive)
+    # Then the client gets OpenAI's 500 envelope (SDKs raise and retry), and the failed response is stored
+    error = caught.value
+    assert error.status_code == 500 and error.code == "server_error" and error.type == "server_error"
+    stored = client.responses.retrieve(error.response.headers["x-response-id"])
+    assert stored.status == "failed" and stored.error is not None and stored.error.code == "server_error"
+    assert stored.error.message and stored.error.message in error.message
+    assert stored.model_dump()["error"]["type"] == "server_error"
 
 
 def test_upstream_rate_limit_maps_to_rate_limit_code(client: openai.OpenAI):
-    response = client.responses.create(model="m", input="FAIL 429")
-    assert response.status == "failed" and response.error is not None
-    assert response.error.code == "rate_limit_exceeded"
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.responses.create(model="m", input="FAIL 429")
+    assert caught.value.code == "rate_limit_exceeded"
+    stored = client.responses.retrieve(caught.value.response.headers["x-response-id"])
+    assert stored.status == "failed" and stored.error is not None and stored.error.code == "rate_limit_exceeded"
 
 
 def test_store_false_is_returned_but_not_retrievable_nor_chainable(client: openai.OpenAI):

@@ -6,6 +6,7 @@ from typing import Any
 
 import openai
 import pydantic
+import pytest
 
 from tests.conftest import UpstreamLog
 
@@ -36,11 +37,16 @@ def test_output_that_breaks_a_strict_schema_fails_clearly(client: openai.OpenAI)
             "additionalProperties": False,
         },
     }
-    response = client.responses.create(model="m", input='REPLY {"name": "Rex", "age": "old"}', text={"format": fmt})
+    # a failed foreground create is OpenAI's 500 envelope; the failed response is stored with the reason
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.responses.create(model="m", input='REPLY {"name": "Rex", "age": "old"}', text={"format": fmt})
+    response = client.responses.retrieve(caught.value.response.headers["x-response-id"])
     assert response.status == "failed" and response.error is not None
     assert "age" in response.error.message and "pet" in response.error.message
-    not_json = client.responses.create(model="m", input="REPLY sure thing", text={"format": {"type": "json_object"}})
-    assert not_json.status == "failed"
+    assert response.error.message in caught.value.message
+    with pytest.raises(openai.InternalServerError) as not_json:
+        client.responses.create(model="m", input="REPLY sure thing", text={"format": {"type": "json_object"}})
+    assert client.responses.retrieve(not_json.value.response.headers["x-response-id"]).status == "failed"
     good = client.responses.create(model="m", input='REPLY {"ok": true}', text={"format": {"type": "json_object"}})
     assert good.status == "completed"
 

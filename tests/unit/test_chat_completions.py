@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from engine.providers.base import ChatRequest, Finish, ProviderError, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from engine.providers.chat_completions import ChatCompletionsProvider, chat_body
+from engine.providers.chat_completions import ChatCompletionsProvider, chat_body, http_error
 from engine.settings import Settings
 
 
@@ -84,3 +84,24 @@ def test_body_only_carries_fields_that_were_set():
         "stream_options": {"include_usage": True},
         "temperature": 0.2,
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (404, b'{"error":{"message":"no such model","code":"model_not_found"}}', "model_not_found"),
+        (404, b"not here", "model_not_found"),
+        (400, b'{"error":{"message":"too long","code":"context_length_exceeded"}}', "context_length_exceeded"),
+        (422, b'{"error":{"message":"bad"}}', "invalid_prompt"),
+        (429, b'{"error":{"message":"slow down"}}', "rate_limit_exceeded"),
+        (401, b'{"error":{"message":"bad key","code":"invalid_api_key"}}', "server_error"),
+        (403, b"forbidden", "server_error"),
+        (502, b"<html>bad gateway</html>", "server_error"),
+    ],
+)
+def test_upstream_status_class_and_code_survive(status: int, body: bytes, code: str):
+    error = http_error(status, body, "7" if status == 429 else None)
+    assert (error.code, error.status) == (code, status)
+    assert error.retry_after == (7.0 if status == 429 else None)
+    if status in (401, 403):
+        assert "refused this server's API key" in error.message

@@ -45,6 +45,16 @@ class Settings(BaseModel):
     background_flush_seconds: float = Field(default=0.2, ge=0)
     background_poll_seconds: float = Field(default=0.1, gt=0)
     background_stream_seconds: float = Field(default=870.0, gt=0)
+    # How often a running background step reads its record to notice a cancel while the upstream is silent.
+    background_cancel_poll_seconds: float = Field(default=0.1, gt=0)
+    # A step that fails on a retryable error (upstream 429/5xx/timeout before the turn produced anything, or
+    # DynamoDB before the step committed anything) is retried by the state machine this many times.
+    background_step_retries: int = Field(default=2, ge=0, le=3)
+    # A foreground response's write is retried (it is idempotent) this long before the outcome counts as unknown.
+    store_retry_seconds: float = Field(default=30.0, ge=0)
+    # DynamoDB client: seconds to wait for an answer and attempts per call (boto's standard retry mode).
+    dynamodb_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    dynamodb_max_attempts: int = Field(default=3, ge=1)
     default_tenant: str = "default"
     # Which model provider answers: any OpenAI-compatible Chat Completions endpoint, or Amazon Bedrock's
     # Converse API (IAM role credentials; UPSTREAM_BASE_URL then unused).

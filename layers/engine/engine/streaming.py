@@ -189,14 +189,28 @@ class ResponseStream:
             self.response.completed_at = int(time.time())
         return events
 
-    def fail(self, code: str, message: str, usage: ResponseUsage | None = None) -> list[ResponseStreamEvent]:
+    def fail(
+        self,
+        code: str,
+        message: str,
+        usage: ResponseUsage | None = None,
+        *,
+        type_: str = "server_error",
+        retry_after: float | None = None,
+    ) -> list[ResponseStreamEvent]:
         """Close open items as incomplete, mark the response failed and emit the flat ``error`` event."""
         events = self._close_all("incomplete")
         self.response.status = "failed"
-        self.response.error = ResponseError(code=code, message=message)
+        self.response.error = ResponseError(code=code, message=message, type=type_)
+        self.response.error._retry_after = retry_after
         self.response.usage = usage or ResponseUsage()
         events.append(self._stamp(ResponseErrorEvent(code=code, message=message)))
         return events
+
+    def abandon(self) -> None:
+        """The client went away mid-stream: what was produced is kept, open items incomplete, as ``cancelled``."""
+        self._close_all("incomplete")
+        self.response.status = "cancelled"
 
     def terminal(self) -> ResponseStreamEvent:
         """Exactly one of ``response.completed|incomplete|failed``, with the final snapshot."""

@@ -20,6 +20,7 @@ from engine.models.request import ResponseCreateParams
 from engine.observability import logger, metrics
 from engine.responses.background import check_streamable, replay, submit
 from engine.responses.create import CreateRun, create_response, prepare_create, run_create
+from engine.responses.failures import http_failure
 from engine.responses.stored import get_response
 from engine.streaming import ResponseStream, sse_encode
 
@@ -83,9 +84,14 @@ async def _parse(request: Request) -> ResponseCreateParams:
 
 
 async def _sse(run: CreateRun) -> AsyncIterator[bytes]:
-    async for event in run_create(run):
-        yield sse_encode(event)
-    yield ResponseStream.DONE
+    events = run_create(run)
+    try:
+        async for event in events:
+            yield sse_encode(event)
+        yield ResponseStream.DONE
+    finally:
+        # a client that went away closes this generator: close the run's now, so it stores what it has
+        await events.aclose()
     _record(run)
 
 
@@ -135,10 +141,18 @@ async def create(request: Request) -> Response:
     if run.params.stream:
         headers = {**_sse_headers(run.overhead_ms), **ignored}
         return StreamingResponse(_sse(run), media_type="text/event-stream", headers=headers)
-    response = await create_response(run)
+    try:
+        response = await create_response(run)
+    except Exception:
+        return _unexpected()
     _record(run)
+    headers = {_OVERHEAD: f"{run.overhead_ms:.2f}", **ignored}
+    if response.status == "failed":
+        # as OpenAI: the error's HTTP status and envelope, so SDKs raise (and retry); the response stays stored
+        status, envelope, extra = http_failure(response.error, response.id)
+        return JSONResponse(envelope, status_code=status, headers={**headers, **extra})
     body = to_json(response.model_dump(mode="json"))
-    return Response(body, media_type="application/json", headers={_OVERHEAD: f"{run.overhead_ms:.2f}", **ignored})
+    return Response(body, media_type="application/json", headers=headers)
 
 
 class RetrieveParams(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from engine.models.items import ResponseOutputItem
 from engine.models.shared import Reasoning, ResponseTextConfig
@@ -43,8 +43,18 @@ class ResponseUsage(BaseModel):
 
 
 class ResponseError(BaseModel):
+    """Why a response failed. ``type`` is the error class as in OpenAI's envelope (``server_error``,
+    ``invalid_request_error``, ``requests``); the upstream's Retry-After is kept in memory only, for the
+    foreground answer's header."""
+
     code: str
     message: str
+    type: str = "server_error"
+    _retry_after: float | None = PrivateAttr(default=None)
+
+    @property
+    def retry_after(self) -> float | None:
+        return self._retry_after
 
 
 class IncompleteDetails(BaseModel):

@@ -97,13 +97,22 @@ ProviderEvent = TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish
 
 
 class ProviderError(Exception):
-    """The upstream failed (status, timeout, broken stream). ``code`` is a ``ResponseError`` code."""
+    """The upstream failed (status, timeout, broken stream). ``code`` is a ``ResponseError`` code, ``status`` the
+    upstream's HTTP status (None for timeouts and broken streams), ``retry_after`` its Retry-After in seconds."""
 
-    def __init__(self, message: str, *, code: str = "server_error", status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "server_error",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
+        self.retry_after = retry_after
 
 
 class Provider(Protocol):

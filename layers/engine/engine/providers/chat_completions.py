@@ -29,11 +29,12 @@ from engine.providers.base import (
     ToolCallDelta,
     Usage,
 )
+from engine.providers.sse import SSEDecoder
 
 if TYPE_CHECKING:
     from engine.settings import Settings
 
-__all__ = ["ChatCompletionsProvider", "chat_body"]
+__all__ = ["ChatCompletionsProvider", "chat_body", "http_error"]
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 
@@ -69,25 +70,59 @@ def chat_body(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-def _error_code(status: int) -> str:
-    if status == 429:
-        return "rate_limit_exceeded"
-    if 400 <= status < 500:
-        return "invalid_prompt"
-    return "server_error"
-
-
-def _upstream_message(raw: bytes) -> str:
+def _upstream_error(raw: bytes) -> tuple[str, str | None]:
+    """The message and ``code`` of an upstream error body (OpenAI's envelope, a bare string, or any text)."""
     try:
         data = from_json(raw)
         err = data.get("error") if isinstance(data, dict) else None
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
+            code = err.get("code")
+            return str(err["message"]), code if isinstance(code, str) and code else None
         if isinstance(err, str):
-            return err
+            return err, None
     except ValueError:
         pass
-    return raw[:300].decode("utf-8", "replace")
+    return raw[:300].decode("utf-8", "replace"), None
+
+
+def _upstream_message(raw: bytes) -> str:
+    return _upstream_error(raw)[0]
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is rare from model APIs and ignored)."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86_400 else None
+
+
+def http_error(status: int, raw: bytes, retry_after: str | None = None) -> ProviderError:
+    """The upstream's HTTP error with its class and code kept: 404 ``model_not_found``, 429
+    ``rate_limit_exceeded`` (and its Retry-After), 401/403 a server error saying this server's key was refused,
+    another 4xx the upstream's own ``code`` (``invalid_prompt`` when it gives none), 5xx ``server_error``."""
+    message, code = _upstream_error(raw)
+    if status in (401, 403):
+        return ProviderError(
+            f"The upstream model provider refused this server's API key (HTTP {status}): {message}",
+            code="server_error",
+            status=status,
+        )
+    if status == 404:
+        kind = "model_not_found"
+    elif status == 429:
+        kind = "rate_limit_exceeded"
+    elif 400 <= status < 500:
+        kind = code or "invalid_prompt"
+    else:
+        kind = "server_error"
+    return ProviderError(
+        f"Upstream model returned HTTP {status}: {message}",
+        code=kind,
+        status=status,
+        retry_after=_retry_after(retry_after) if status == 429 else None,
+    )
 
 
 def _token(entry: dict[str, Any]) -> dict[str, Any]:
@@ -194,22 +229,15 @@ class ChatCompletionsProvider:
         try:
             async with session.post(self._url, json=chat_body(request), headers=self._request_headers()) as resp:
                 if resp.status >= 400:
-                    raw = await resp.read()
-                    raise ProviderError(
-                        f"Upstream model returned HTTP {resp.status}: {_upstream_message(raw)}",
-                        code=_error_code(resp.status),
-                        status=resp.status,
-                    )
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
+                    raw = await resp.content.read(64 * 1024)
+                    raise http_error(resp.status, raw, resp.headers.get("retry-after"))
+                async for data in self._events(resp):
                     if data == b"[DONE]":
                         break
-                    if not data:
-                        continue
                     chunk = from_json(data)
-                    if isinstance(chunk, dict) and chunk.get("error"):
+                    if not isinstance(chunk, dict):
+                        raise ValueError("an upstream chunk is not a JSON object")
+                    if chunk.get("error"):
                         raise ProviderError(f"Upstream model error: {_upstream_message(data)}")
                     for event in _events_of(chunk):
                         finished = finished or isinstance(event, Finish)
@@ -218,8 +246,33 @@ class ChatCompletionsProvider:
             raise
         except TimeoutError as exc:
             raise ProviderError("Upstream model timed out.", code="server_error") from exc
-        except (aiohttp.ClientError, ValueError) as exc:
+        except (aiohttp.ClientError, ValueError, TypeError, AttributeError) as exc:
+            # a broken connection, or a chunk that is not the Chat Completions shape
             logger.warning("upstream stream broke", extra={"error": repr(exc)})
             raise ProviderError(f"Upstream model connection failed: {type(exc).__name__}.") from exc
         if not finished:
             raise ProviderError("Upstream model stream ended before the response was finished.")
+
+    async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The ``data`` of each SSE event, read in chunks of any size. The timeout counts silence between data:
+        keep-alive comments alone do not keep a stalled upstream alive."""
+        decoder = SSEDecoder()
+        timeout = self._settings.upstream_timeout_seconds
+        loop = asyncio.get_running_loop()
+        last_data = loop.time()
+        while True:
+            remaining = last_data + timeout - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
+                chunk = await resp.content.readany()
+            if not chunk:
+                for data in decoder.close():
+                    yield data
+                return
+            events = decoder.feed(chunk)
+            if decoder.saw_data:
+                last_data = loop.time()
+            for data in events:
+                if data.strip():
+                    yield data.strip()

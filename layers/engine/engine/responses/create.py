@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.conversations import append_to_conversation, conversation_items, conversation_ref
+from engine.conversations import conversation_items, conversation_ref
 from engine.errors import InvalidRequestError, PreviousResponseNotFoundError
 from engine.ids import new_id
 from engine.models.events import ResponseStreamEvent
@@ -26,6 +26,7 @@ from engine.providers import ChatRequest, Provider, get_provider
 from engine.responses.compaction import open_summaries
 from engine.responses.input import normalize_input
 from engine.responses.loop import Approval, run_loop
+from engine.responses.persist import store_abandoned, store_finished
 from engine.responses.prompts import apply_prompt
 from engine.sealing import open_reasoning, seal_reasoning
 from engine.settings import get_settings
@@ -241,21 +242,20 @@ async def prepare_create(
     return run
 
 
-async def run_create(run: CreateRun) -> AsyncIterator[ResponseStreamEvent]:
-    """The response's events, in order; the response is stored before its terminal event is sent."""
+async def run_create(run: CreateRun) -> AsyncGenerator[ResponseStreamEvent]:
+    """The response's events, in order; the response is stored before its terminal event is sent. A client
+    that goes away mid-stream leaves it stored as ``cancelled`` with what was produced (see ``persist``)."""
     stream = run.new_stream()
-    for event in stream.start():
+    try:
+        for event in stream.start():
+            yield event
+        async for event in run_loop(run, stream):
+            yield event
+    except (asyncio.CancelledError, GeneratorExit):
+        await store_abandoned(run, stream)
+        raise
+    for event in await store_finished(run, stream):
         yield event
-    async for event in run_loop(run, stream):
-        yield event
-    if run.response.store:
-        try:
-            await asyncio.to_thread(get_store().put, run.tenant, run.response, run.input_items, run.ancestors)
-            await append_to_conversation(run.tenant, run.params, run.response, run.input_items)
-        except Exception:
-            logger.exception("storing the response failed")
-            for event in stream.fail("server_error", "The response could not be stored."):
-                yield event
     yield stream.terminal()
 
 

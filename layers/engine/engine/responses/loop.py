@@ -21,8 +21,8 @@ from engine.models.events import ResponseStreamEvent
 from engine.models.items import McpCall
 from engine.models.response import InputTokensDetails, OutputTokensDetails, ResponseUsage
 from engine.observability import logger
-from engine.providers import ProviderError
 from engine.providers.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from engine.responses.failures import failure_of
 from engine.responses.input import to_chat_messages
 from engine.settings import get_settings
 from engine.streaming import CallKind, ResponseStream, TurnCall
@@ -328,9 +328,12 @@ class TurnLoop:
                 return f"The model's answer does not match the JSON schema '{fmt.name}' at {where}: {error.message}"
         return None
 
-    def fail(self, exc: ProviderError) -> list[ResponseStreamEvent]:
-        logger.warning("upstream failed", extra={"code": exc.code, "status": exc.status, "error": exc.message})
-        return self.stream.fail(exc.code, exc.message, self.state.usage())
+    def fail(self, exc: BaseException) -> list[ResponseStreamEvent]:
+        """The closing events of a turn that raised: ``failed`` with the error's code, message and type."""
+        failure = failure_of(exc)
+        return self.stream.fail(
+            failure.code, failure.message, self.state.usage(), type_=failure.type, retry_after=failure.retry_after
+        )
 
 
 async def run_loop(run: CreateRun, stream: ResponseStream) -> AsyncIterator[ResponseStreamEvent]:
@@ -343,7 +346,7 @@ async def run_loop(run: CreateRun, stream: ResponseStream) -> AsyncIterator[Resp
             async for event in loop.turn():
                 yield event
         closing = loop.finish()
-    except ProviderError as exc:
+    except Exception as exc:  # any fault in a turn ends the response as failed, with its reason
         closing = loop.fail(exc)
     finally:
         await loop.close()

@@ -31,7 +31,14 @@ def dynamodb() -> DynamoDBClient:
     """A new DynamoDB client (each repository keeps its own; a test's moto endpoint is read when it is made)."""
     import boto3
 
-    return boto3.client("dynamodb", config=_config())
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    config = _config(
+        read_timeout=settings.dynamodb_read_timeout_seconds,
+        retries={"mode": "standard", "max_attempts": settings.dynamodb_max_attempts},
+    )
+    return boto3.client("dynamodb", config=config)
 
 
 def stepfunctions() -> SFNClient:
