@@ -13,13 +13,14 @@ PYTHON_FOR_UV := $(or $(PY313),$(shell command -v python3))
 UV := $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
 VENV_PY := .venv/bin/python
 
-.PHONY: help bootstrap serve test lint template-check bench build deploy format layer-requirements layer-requirements-check clean
+.PHONY: help bootstrap serve test lint template-check lambda-check bench build deploy format layer-requirements layer-requirements-check clean
 
 help:
 	@echo "make serve   start the local stack on http://127.0.0.1:$(PORT)/v1"
 	@echo "make test    lint, type checks, template checks and the whole test suite"
 	@echo "make bench   local stack vs the bare scripted upstream, side by side"
-	@echo "make lint    ruff + mypy;  make build / deploy   sam build / sam deploy --guided"
+	@echo "make lint    ruff + mypy;  make build / deploy   sam build (arm64) / sam deploy (GUIDED=1: --guided)"
+	@echo "make lambda-check   the built artifact started as Lambda starts it (part of make test)"
 
 .cache/uv/bin/uv:
 	@test -n "$(PYTHON_FOR_UV)" || { echo "no python found to bootstrap uv"; exit 1; }
@@ -61,14 +62,21 @@ SERVER_EVERYTHING := @modelcontextprotocol/server-everything@2026.8.31
 		echo "npm install failed: the tests against $(SERVER_EVERYTHING) will be skipped"; \
 	fi
 
-test: lint template-check layer-requirements-check .cache/npm/.installed
+# The output of sam build, run as Lambda runs it (local/lambda_check.py): this machine's architecture, then the arm64
+# layer's shared objects checked. Both builds are reused while their inputs are unchanged.
+lambda-check: bootstrap .cache/sam/.synced layer-requirements-check
+	$(VENV_PY) -m local.lambda_check
+	$(VENV_PY) -m local.artifact elf-check
+
+test: lint template-check layer-requirements-check lambda-check .cache/npm/.installed
 	.venv/bin/pytest
 
 bench: bootstrap
 	$(VENV_PY) -m local.bench
 
+# sam build for arm64 into .aws-sam/build (what sam deploy uploads), the layer precompiled and stripped.
 build: bootstrap .cache/sam/.synced layer-requirements
-	PATH="$(dir $(PY313)):$$PATH" .cache/sam/bin/sam build
+	$(VENV_PY) -m local.artifact build --arch arm64
 
 deploy: build
 	.cache/sam/bin/sam deploy --guided

@@ -292,6 +292,66 @@ def _target_function(value: Any) -> str | None:
     return None
 
 
+def _parameter_choices(template: dict[str, Any], node: Any) -> list[dict[str, str]]:
+    """One parameter set per allowed value of each parameter ``node`` refers to (``[{}]`` when none)."""
+    params = template.get("Parameters") or {}
+    refs = sorted(_refs(node) & set(params))
+    choices: list[dict[str, str]] = [{}]
+    for ref in refs:
+        allowed = params[ref].get("AllowedValues") or [params[ref].get("Default", "")]
+        choices = [{**choice, ref: str(value)} for choice in choices for value in allowed]
+    return choices
+
+
+def _refs(node: Any) -> set[str]:
+    """Names of every ``Ref`` inside ``node``."""
+    if isinstance(node, dict):
+        found = {str(node["Ref"])} if isinstance(node.get("Ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(item) for item in node)) if node else set()
+    return set()
+
+
+def _evaluate(template: dict[str, Any], node: Any, values: dict[str, str]) -> Any:
+    """``node`` with parameter ``Ref``s and ``Fn::If`` resolved (parameters at ``values``, else their defaults);
+    ``AWS::NoValue`` list entries dropped. Other intrinsics are left as they are."""
+    params = template.get("Parameters") or {}
+    conditions = template.get("Conditions") or {}
+
+    def value(name: str) -> Any:
+        return values.get(name, (params.get(name) or {}).get("Default"))
+
+    def condition(expr: Any) -> bool:
+        if isinstance(expr, dict):
+            if "Condition" in expr:
+                return condition(conditions[expr["Condition"]])
+            if "Fn::Equals" in expr:
+                left, right = (str(walk(side)) for side in expr["Fn::Equals"])
+                return left == right
+            if "Fn::Not" in expr:
+                return not condition(expr["Fn::Not"][0])
+            if "Fn::And" in expr:
+                return all(condition(item) for item in expr["Fn::And"])
+            if "Fn::Or" in expr:
+                return any(condition(item) for item in expr["Fn::Or"])
+        raise ValueError(f"unsupported condition {expr!r}")
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, dict):
+            if isinstance(item.get("Ref"), str) and item["Ref"] in params:
+                return value(item["Ref"])
+            if "Fn::If" in item:
+                name, then, otherwise = item["Fn::If"]
+                return walk(then if condition(conditions[name]) else otherwise)
+            return {key: walk(sub) for key, sub in item.items()}
+        if isinstance(item, list):
+            return [walk(sub) for sub in item if sub != {"Ref": "AWS::NoValue"}]
+        return item
+
+    return walk(node)
+
+
 def check_streaming(transformed: dict[str, Any]) -> list[str]:
     """Step 3, on the transformed template: the LWA streaming wiring is consistent end to end.
 
@@ -311,10 +371,16 @@ def check_streaming(transformed: dict[str, Any]) -> list[str]:
         env = (props.get("Environment") or {}).get("Variables") or {}
         streams[name] = str(env.get("AWS_LWA_INVOKE_MODE", "")).lower() == "response_stream"
         if env.get("AWS_LAMBDA_EXEC_WRAPPER") == "/opt/bootstrap":
-            arch = "Arm64" if props.get("Architectures", ["x86_64"]) == ["arm64"] else "X86"
-            layers = [_sub_text(layer) for layer in props.get("Layers", [])]
-            if not any(f":layer:LambdaAdapterLayer{arch}:" in layer for layer in layers):
-                failures.append(f"{name}: uses the LWA exec wrapper but has no LambdaAdapterLayer{arch} layer")
+            # Every value the architecture may take (a parameter's AllowedValues), other parameters at defaults.
+            for values in _parameter_choices(transformed, props.get("Architectures")):
+                archs = _evaluate(transformed, props.get("Architectures", ["x86_64"]), values)
+                arch = "Arm64" if archs == ["arm64"] else "X86"
+                layers = [_sub_text(layer) for layer in _evaluate(transformed, props.get("Layers", []), values)]
+                if not any(f":layer:LambdaAdapterLayer{arch}:" in layer for layer in layers):
+                    failures.append(
+                        f"{name}: uses the LWA exec wrapper but has no LambdaAdapterLayer{arch} layer "
+                        f"(with {values or 'the default parameters'})"
+                    )
 
     seen = 0
     for api_name, res in resources.items():
