@@ -290,7 +290,7 @@ async def _run_turn(connection: Connection, body: str, sender: _Sender) -> None:
             if sender.gone:  # the client left: stop the model, as a dropped HTTP stream does
                 return
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
     if run.response.status in ("completed", "incomplete"):
         await _cache(connection, run, previous, extends)
     else:
