@@ -17,7 +17,9 @@ from typing import Any
 from .template import StackTemplate
 
 __all__ = [
+    "LOCAL_FILES_BUCKET",
     "LOCAL_TABLE",
+    "create_buckets",
     "create_state_machines",
     "create_table",
     "function_environment",
@@ -30,6 +32,7 @@ __all__ = [
 ]
 
 LOCAL_TABLE = "responses-local"
+LOCAL_FILES_BUCKET = "responses-files-local"
 LOCAL_ROLE = "local-stack"
 LOCAL_ACCOUNT = "123456789012"  # moto's account for any access key that is not an account id
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -60,6 +63,9 @@ def function_environment(table: str = LOCAL_TABLE) -> dict[str, str]:
     }
     env = {key: os.environ.get(key, value) for key, value in env.items()}
     env["TABLE_NAME"] = table
+    env["FILES_BUCKET"] = LOCAL_FILES_BUCKET
+    # moto has no S3 Vectors QueryVectors: the local stack searches with the in-process index (same interface).
+    env["VECTOR_INDEX"] = "local"
     env.update({key: value for key, value in os.environ.items() if key.startswith("UPSTREAM_")})
     return env
 
@@ -147,6 +153,55 @@ def create_table(properties: dict[str, Any], name: str = LOCAL_TABLE) -> str:
     if ttl:
         client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
     return name
+
+
+def _nested(value: Any, parameters: dict[str, Any]) -> Any:
+    """Template values as S3's API wants them: ``!Ref Parameter`` resolved to its default, digits as ints."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in parameters:
+            return _nested(parameters[value["Ref"]], parameters)
+        return {k: _nested(v, parameters) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nested(v, parameters) for v in value]
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+def create_buckets(template: StackTemplate, name: str = LOCAL_FILES_BUCKET) -> list[str]:
+    """Create the template's bucket on moto with its own encryption, public access block and lifecycle rules
+    (the template has one bucket: uploaded files and index segments)."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    created: list[str] = []
+    for raw in template.buckets.values():
+        props = _nested(raw, template.parameters)
+        s3.create_bucket(Bucket=name)
+        if "BucketEncryption" in props:
+            rules = [
+                {
+                    "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                    "BucketKeyEnabled": bool(rule.get("BucketKeyEnabled", False)),
+                }
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})  # type: ignore[misc,arg-type]
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
+        if "LifecycleConfiguration" in props:
+            lifecycle: list[Any] = []
+            for rule in props["LifecycleConfiguration"]["Rules"]:
+                out: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": ""}}
+                if "ExpirationInDays" in rule:
+                    out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+                if "AbortIncompleteMultipartUpload" in rule:
+                    out["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+                lifecycle.append(out)
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": lifecycle})
+        created.append(name)
+        break
+    return created
 
 
 def _placeholder_zip() -> bytes:

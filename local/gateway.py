@@ -92,8 +92,10 @@ def build_proxy_event(
     source_ip: str,
     authorizer: dict[str, Any] | None = None,
     request_id: str | None = None,
+    binary_media_types: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The REST API v1 proxy event for one request (``path`` without the stage, as API Gateway sends it)."""
+    """The REST API v1 proxy event for one request (``path`` without the stage, as API Gateway sends it). A body
+    whose Content-Type is one of the API's ``BinaryMediaTypes`` arrives base64-encoded, as API Gateway sends it."""
     single_headers: dict[str, str] = {}
     multi_headers: dict[str, list[str]] = {}
     for key, value in headers:
@@ -104,7 +106,11 @@ def build_proxy_event(
     multi_query: dict[str, list[str]] = {}
     for key, value in pairs:
         multi_query.setdefault(key, []).append(value)
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), "").split(";")[0].strip().lower()
+    binary = any(_media_match(pattern, content_type) for pattern in binary_media_types)
     try:
+        if binary:
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "a binary media type")
         text_body: str | None = body.decode("utf-8") if body else None
         is_b64 = False
     except UnicodeDecodeError:
@@ -143,6 +149,13 @@ def build_proxy_event(
         "body": text_body,
         "isBase64Encoded": is_b64,
     }
+
+
+def _media_match(pattern: str, content_type: str) -> bool:
+    """``BinaryMediaTypes`` entries: exact types or wildcards (``*/*``, ``image/*``)."""
+    kind, _, sub = pattern.lower().partition("/")
+    have_kind, _, have_sub = content_type.partition("/")
+    return bool(content_type) and kind in ("*", have_kind) and sub in ("*", have_sub)
 
 
 def method_arn(stage: str, method: str, path: str) -> str:
@@ -493,6 +506,7 @@ class Gateway:
             source_ip=(scope.get("client") or ("127.0.0.1", 0))[0],
             authorizer=authorizer,
             request_id=request_id,
+            binary_media_types=self.template.api.binary_media_types,
         )
         fn = route.function
         context = LambdaContext(function_name=fn.logical_id, aws_request_id=event["requestContext"]["requestId"])

@@ -1,4 +1,4 @@
-"""moto's server in a process of its own: the local stack's DynamoDB, Lambda and Step Functions.
+"""moto's server in a process of its own: the local stack's DynamoDB, S3, Lambda and Step Functions.
 
 A separate process, not a thread of the stack, because moto spends several milliseconds of CPU per call and
 would otherwise hold the stack's GIL while streams are being served.
@@ -183,7 +183,7 @@ def main() -> int:
     # resources at full speed.
     import moto.stepfunctions.parser.models  # noqa: F401
 
-    for service in ("dynamodb", "iam", "awslambda", "stepfunctions"):
+    for service in ("dynamodb", "iam", "awslambda", "stepfunctions", "s3"):
         app.app_instances[service] = app.create_app(service)  # type: ignore[arg-type]
     server = make_server("127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()

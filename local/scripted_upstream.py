@@ -19,6 +19,9 @@ Endpoints (each also answers under a ``/v1`` prefix, so ``{base_url}/chat/comple
   (``ts`` is ``time.monotonic()`` in the server's process). ``DELETE /_requests`` clears the log.
 * ``GET /_stats`` - ``{"requests": n, "in_flight": k, "bytes_sent": b}``: chat-completion requests received, being
   answered now, and response-body bytes sent for them, since start (``DELETE /_stats`` resets the two counters).
+* ``POST /v1/embeddings`` - deterministic embeddings (``input`` a string or a list of strings, ``dimensions``
+  default 256): feature hashing of the lower-cased words (blake2b of each word picks a dimension and a sign),
+  L2-normalised, so texts sharing words are close. Logged like chat requests; not counted in ``/_stats``.
 * ``GET /health`` - ``200 ok``. ``GET /v1/models`` lists the configured model.
 * Unknown path -> 404, wrong method -> 405, unparsable JSON or no ``messages`` list -> 400; all with an OpenAI error
   envelope ``{"error": {"message", "type", "code", "param"}}``.
@@ -74,9 +77,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -242,6 +247,20 @@ def split_arguments(arguments: str) -> list[str]:
     k = len(arguments)
     n = max(3, -(-k // 8))
     return [arguments[k * i // n : k * (i + 1) // n] for i in range(n)]
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def hashed_embedding(text: str, dims: int) -> list[float]:
+    """Feature hashing of the lower-cased words: deterministic, and texts sharing words are close."""
+    vector = [0.0] * dims
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        value = int.from_bytes(digest, "big")
+        vector[value % dims] += 1.0 if value >> 63 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [round(v / norm, 6) for v in vector]
 
 
 def message_text(content: Any) -> str:
@@ -428,6 +447,9 @@ class ScriptedUpstream:
             return
         body = await _read_body(receive)
         entry, valid_json = self._log(scope, raw_path, method, body)
+        if path == "/embeddings" and method == "POST" and valid_json:
+            await self._embeddings(entry["body"], send)
+            return
         if path != "/chat/completions":
             if path == "/models" and method == "GET":
                 models = {
@@ -474,6 +496,27 @@ class ScriptedUpstream:
             await self._complete(payload, messages, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def _embeddings(self, payload: Any, send: Send) -> None:
+        texts = payload.get("input") if isinstance(payload, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            body = _error_body("'input' must be a string or a list of strings.", "invalid_request_error", None, "input")
+            await _send_json(send, 400, body)
+            return
+        dims = payload.get("dimensions") or 256
+        data = [
+            {"object": "embedding", "index": n, "embedding": hashed_embedding(t, dims)} for n, t in enumerate(texts)
+        ]
+        words = sum(count_words(t) for t in texts)
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": payload.get("model") or self.config.model,
+            "usage": {"prompt_tokens": words, "total_tokens": words},
+        }
+        await _send_json(send, 200, _dumps(answer).encode())
 
     def _log(self, scope: Scope, path: str, method: str, body: bytes) -> tuple[dict[str, Any], bool]:
         """Append the request to the log; return the entry and whether the body was valid JSON."""

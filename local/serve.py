@@ -26,6 +26,7 @@ def main() -> int:
     port = int(os.environ.get("PORT", "3000"))
     from .aws import (
         LOCAL_TABLE,
+        create_buckets,
         create_state_machines,
         create_table,
         function_environment,
@@ -67,10 +68,11 @@ def main() -> int:
         gateway = Gateway(template)  # imports every handler (as cold starts would) while moto imports its own
         import boto3
 
-        for service in ("dynamodb", "iam", "lambda", "stepfunctions"):
+        for service in ("dynamodb", "iam", "lambda", "stepfunctions", "s3"):
             boto3.client(service)  # botocore loads a service's model once per process: ~0.3 s, also while moto starts
         moto.wait_ready()
         create_table(template.table_properties, LOCAL_TABLE)
+        create_buckets(template)
         seed_api_keys(api_keys, LOCAL_TABLE)
         create_state_machines(template, LOCAL_TABLE)
 
@@ -85,9 +87,8 @@ def main() -> int:
         print(f"  routes from template.yaml: {routes}", flush=True)
         if gateway.websockets.path:
             print(f"  WebSocket mode: ws://127.0.0.1:{port}{gateway.websockets.path}", flush=True)
-        print(
-            f"  DynamoDB/Lambda/Step Functions: moto on {os.environ['AWS_ENDPOINT_URL']} (state machines: {machines})"
-        )
+        endpoint = os.environ["AWS_ENDPOINT_URL"]
+        print(f"  DynamoDB/S3/Lambda/Step Functions: moto on {endpoint} (state machines: {machines})", flush=True)
         if api_keys:
             tenants = ", ".join(sorted({tenant for _, tenant in api_keys}))
             print(

@@ -134,6 +134,7 @@ class ApiSpec:
     authorizer: AuthorizerSpec | None = None  # the DefaultAuthorizer
     api_key_required: bool = False
     api_key_source: str = "HEADER"  # ApiKeySourceType
+    binary_media_types: tuple[str, ...] = ()  # BinaryMediaTypes: request bodies of these types arrive base64
     usage_plan: UsagePlanSpec | None = None
     gateway_responses: dict[str, GatewayResponseSpec] = field(default_factory=dict)
 
@@ -161,6 +162,7 @@ class StackTemplate:
     parameters: dict[str, Any] = field(default_factory=dict)  # parameter defaults
     api: ApiSpec = field(default_factory=ApiSpec)
     websocket: WebSocketApiSpec | None = None
+    buckets: dict[str, dict[str, Any]] = field(default_factory=dict)  # AWS::S3::Bucket properties by logical id
 
 
 _SUB_REF = re.compile(r"\$\{(\w+)(?:\.Arn)?\}")
@@ -268,6 +270,7 @@ def _api_spec(
         authorizer=authorizer,
         api_key_required=bool(auth.get("ApiKeyRequired", False)),
         api_key_source=str(props.get("ApiKeySourceType", "HEADER")),
+        binary_media_types=tuple(str(t) for t in props.get("BinaryMediaTypes") or ()),
         usage_plan=usage_plan,
         gateway_responses=responses,
     )
@@ -326,4 +329,9 @@ def load_template(path: Path = ROOT / "template.yaml") -> StackTemplate:
         parameters=parameters,
         api=_api_spec(apis[0] if apis else None, resources, functions, parameters),
         websocket=_websocket_spec(resources, functions),
+        buckets={
+            name: {k: _resolve(v, parameters) for k, v in (r.get("Properties") or {}).items()}
+            for name, r in resources.items()
+            if r["Type"] == "AWS::S3::Bucket"
+        },
     )

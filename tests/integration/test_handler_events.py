@@ -252,3 +252,16 @@ def test_compact_function_takes_its_sample_event(aws: None, monkeypatch: pytest.
     assert refused["statusCode"] == 400
     assert json.loads(refused["body"])["error"]["param"] == "model"
     _keyring.cache_clear()
+
+
+def test_file_search_functions_take_their_sample_events(aws: None):
+    """Files and vector stores on moto's DynamoDB: list files, create a store (no files: no S3, no execution),
+    list an unknown store's files (404), and the ingest task for a file that is in no store (skipped)."""
+    listed = _invoke("files", _event("files"))
+    assert listed["statusCode"] == 200 and json.loads(listed["body"])["data"] == []
+    created = _invoke("vector_stores", _event("vector_stores"))
+    store = json.loads(created["body"])
+    assert created["statusCode"] == 200 and store["object"] == "vector_store" and store["metadata"] == {"team": "docs"}
+    unknown = _invoke("vector_store_files", _event("vector_store_files"))
+    assert unknown["statusCode"] == 404 and json.loads(unknown["body"])["error"]["param"] == "vector_store_id"
+    assert _invoke("ingest", _event("ingest")) == {"status": "skipped"}

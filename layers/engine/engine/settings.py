@@ -88,6 +88,19 @@ class Settings(BaseModel):
     websocket_state_ttl_seconds: int = Field(default=7200, ge=1)
     # API Gateway's largest WebSocket message (128 KB); a bigger event is refused with an error event.
     websocket_max_message_bytes: int = Field(default=131_072, ge=1024)
+    # file_search: uploaded files (S3), ingestion (a Step Functions execution per file), embeddings, the index.
+    files_bucket: str = ""
+    max_upload_bytes: int = Field(default=4_000_000, ge=1)  # Lambda's 6 MB invoke limit after base64
+    ingest_state_machine_arn: str = ""
+    # auto: bedrock with UPSTREAM_PROVIDER=bedrock, upstream when UPSTREAM_BASE_URL is set, else hash (the demo's
+    # built-in feature hashing, no model)
+    embeddings_provider: Literal["auto", "upstream", "bedrock", "hash"] = "auto"
+    embeddings_model: str = ""
+    embedding_dimensions: int = Field(default=256, ge=8, le=4096)
+    # local: brute force over the store's chunks in memory; s3vectors: Amazon S3 Vectors (VECTOR_BUCKET/VECTOR_INDEX)
+    vector_index: Literal["local", "s3vectors"] = "local"
+    vector_bucket: str = ""
+    vector_index_name: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -1,0 +1,15 @@
+"""Ingest one file into one vector store (parse, chunk, embed, index): the task of IngestStateMachine, never
+called by API Gateway. Input and output are small JSON (ids in, a summary out)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from engine.observability import logger, tracer
+from engine.retrieval.ingest import ingest_file
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return ingest_file(event)
