@@ -140,7 +140,7 @@ async def run_step(response_id: str, step: int) -> dict[str, Any]:
     stream = run.new_stream(sequence_start=next_seq)
     response.status = "in_progress"
     publisher = _Publisher(run, stream, n_out, job, settings.background_flush_seconds)
-    loop = TurnLoop(run, stream, state, checkpoint=lambda: _checkpoint(response_id))
+    loop = TurnLoop(run.loop_inputs(), stream, state, checkpoint=lambda: _checkpoint(response_id))
     deadline = time.monotonic() + settings.background_step_seconds
     try:
         if step == 0:

@@ -3,6 +3,8 @@ loop, the stream and the store.
 
 Data flows one way: request → ``prepare_create`` (validation, chain, tools, messages; every 4xx happens here,
 before any byte is streamed) → ``run_create`` (the turn loop → stream events) → store → terminal event.
+The turn loop (``loop.py``) does not know this module: it reads ``CreateRun.loop_inputs()`` and hands back a
+``LoopOutcome`` that ``CreateRun.apply`` records.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from engine.observability import logger
 from engine.providers import ChatRequest, Provider, get_provider
 from engine.responses.compaction import open_summaries
 from engine.responses.input import normalize_input
-from engine.responses.loop import Approval, run_loop
+from engine.responses.loop import Approval, LoopInputs, LoopOutcome, TurnLoop
 from engine.responses.persist import store_abandoned, store_finished
 from engine.responses.prompts import apply_prompt
 from engine.sealing import open_reasoning, seal_reasoning
@@ -67,6 +69,16 @@ class CreateRun:
                 return seal_reasoning(text, tenant)
 
         return ResponseStream(self.response, sequence_start, seal)
+
+    def loop_inputs(self) -> LoopInputs:
+        """What the turn loop reads from this create."""
+        return LoopInputs(
+            self.params, self.chat, self.provider, self.tools, self.approvals, self.context_items, self.summaries
+        )
+
+    def apply(self, outcome: LoopOutcome) -> None:
+        """Record what a turn loop produced (the response itself was built through the loop's stream)."""
+        self.upstream_seconds += outcome.upstream_seconds
 
     @property
     def overhead_ms(self) -> float:
@@ -249,8 +261,12 @@ async def run_create(run: CreateRun) -> AsyncGenerator[ResponseStreamEvent]:
     try:
         for event in stream.start():
             yield event
-        async for event in run_loop(run, stream):
-            yield event
+        loop = TurnLoop(run.loop_inputs(), stream)
+        try:
+            async for event in loop.run():
+                yield event
+        finally:
+            run.apply(loop.outcome)
     except (asyncio.CancelledError, GeneratorExit):
         await store_abandoned(run, stream)
         raise

@@ -5,12 +5,15 @@ Bounded by ``max_tool_calls`` (further calls are ignored and the model is asked 
 turn limit. Everything the loop does reaches the client as stream events through ``ResponseStream``. The
 loop's own state is small (``LoopState``) and the conversation is rebuilt from items each turn, so a background
 run can stop after any turn and carry on in another Lambda invocation.
+
+The loop reads a prepared create through ``LoopInputs`` and never writes to it: what it produced besides the events
+(usage, finish reason, time spent waiting on the upstream) comes back as a ``LoopOutcome`` that the caller applies.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,19 +22,21 @@ from pydantic_core import from_json
 
 from engine.models.events import ResponseStreamEvent
 from engine.models.items import McpCall
+from engine.models.request import ResponseCreateParams
 from engine.models.response import InputTokensDetails, OutputTokensDetails, ResponseUsage
 from engine.observability import logger
+from engine.providers import ChatRequest, Provider
 from engine.providers.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from engine.responses.failures import failure_of
 from engine.responses.input import to_chat_messages
 from engine.settings import get_settings
 from engine.streaming import CallKind, ResponseStream, TurnCall
+from engine.tools import ToolSet
 
 if TYPE_CHECKING:
-    from engine.responses.create import CreateRun
     from engine.tools.mcp import McpCallResult, McpConnection
 
-__all__ = ["Approval", "LoopState", "TurnLoop", "run_loop"]
+__all__ = ["Approval", "LoopInputs", "LoopOutcome", "LoopState", "TurnLoop"]
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -44,6 +49,35 @@ class Approval:
 
     request: dict[str, Any]
     approve: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoopInputs:
+    """What the loop reads from a prepared create (``CreateRun.loop_inputs()``); the loop never writes to the create.
+
+    ``tools`` is the request's tool set: the prelude records the MCP listings it makes there, so later turns offer
+    the listed tools."""
+
+    params: ResponseCreateParams
+    chat: ChatRequest
+    provider: Provider
+    tools: ToolSet
+    approvals: Sequence[Approval]
+    # the chain's items and this request's input: what every turn's messages start from
+    context_items: Sequence[dict[str, Any]]
+    # the summaries of the context's compaction items, by sealed blob (what the model is shown in their place)
+    summaries: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LoopOutcome:
+    """What a loop produced besides its events, for the caller to apply."""
+
+    done: bool
+    finish: str | None
+    usage: ResponseUsage
+    # wall time spent waiting on the upstream's stream (the rest of a request's time is this server's overhead)
+    upstream_seconds: float
 
 
 class LoopState(BaseModel):
@@ -85,7 +119,7 @@ async def _no_checkpoint() -> None:
 class _Connections:
     """One MCP connection per server for as long as the loop runs, opened on first use."""
 
-    run: CreateRun
+    tools: ToolSet
     open: dict[str, McpConnection] = field(default_factory=dict)
 
     async def get(self, label: str) -> McpConnection:
@@ -94,7 +128,7 @@ class _Connections:
 
             settings = get_settings()
             connection = open_connection(
-                self.run.tools.servers[label].spec,
+                self.tools.servers[label].spec,
                 allow_private=settings.mcp_allow_private_networks,
                 connect_timeout=settings.mcp_connect_timeout_seconds,
                 call_timeout=settings.mcp_call_timeout_seconds,
@@ -135,17 +169,24 @@ class TurnLoop:
 
     def __init__(
         self,
-        run: CreateRun,
+        inputs: LoopInputs,
         stream: ResponseStream,
         state: LoopState | None = None,
         checkpoint: Checkpoint = _no_checkpoint,
     ) -> None:
-        self.run = run
+        self.inputs = inputs
         self.stream = stream
-        self.state = state or LoopState(tool_choice=run.params.tool_choice)
+        self.state = state or LoopState(tool_choice=inputs.params.tool_choice)
         self.checkpoint = checkpoint
-        self.connections = _Connections(run)
+        self.connections = _Connections(inputs.tools)
         self.settings = get_settings()
+        self.upstream_seconds = 0.0
+
+    @property
+    def outcome(self) -> LoopOutcome:
+        """What this loop has produced so far besides its events."""
+        state = self.state
+        return LoopOutcome(state.done, state.finish, state.usage(), self.upstream_seconds)
 
     async def close(self) -> None:
         await self.connections.close()
@@ -175,7 +216,7 @@ class TurnLoop:
         """List the tools of MCP servers not listed in the context yet, and run calls approved in the input."""
         from engine.tools.mcp import McpError
 
-        toolset = self.run.tools
+        toolset = self.inputs.tools
         for label in [label for label in toolset.servers if label not in toolset.listed]:
             events, item, index = self.stream.mcp_list_started(label)
             for event in events:
@@ -192,7 +233,7 @@ class TurnLoop:
             for event in self.stream.mcp_list_finished(item, index, [t.to_item() for t in tools], error):
                 yield event
         toolset.refresh()
-        for approval in self.run.approvals:
+        for approval in self.inputs.approvals:
             if not approval.approve:
                 continue  # the model is told from the approval response item (see conversation)
             request = approval.request
@@ -206,8 +247,8 @@ class TurnLoop:
         self.state.prelude_done = True
 
     def _classifier(self, callable_now: set[str]) -> Callable[[str], tuple[CallKind, str | None, str]]:
-        toolset = self.run.tools
-        limit = self.run.params.max_tool_calls
+        toolset = self.inputs.tools
+        limit = self.inputs.params.max_tool_calls
         planned = self.state.executed
 
         def classify(chat_name: str) -> tuple[CallKind, str | None, str]:
@@ -231,21 +272,21 @@ class TurnLoop:
 
     async def turn(self) -> AsyncIterator[ResponseStreamEvent]:
         """One model turn and the MCP calls it made; sets ``state.done`` when the response is answered."""
-        state, run, stream = self.state, self.run, self.stream
+        state, inputs, stream = self.state, self.inputs, self.stream
         last = state.answer_now or state.turns >= self.settings.max_turns - 1
-        offered, chat_choice = run.tools.offer(state.tool_choice)
+        offered, chat_choice = inputs.tools.offer(state.tool_choice)
         if offered and last:
             chat_choice = "none"
         # what the model may call this turn; a call outside it (allowed_tools, tool_choice "none") is suppressed
         callable_now = set() if chat_choice == "none" else {t["function"]["name"] for t in offered}
-        items = run.context_items + [item.model_dump() for item in stream.response.output]
-        chat = run.chat.with_turn(
+        items = [*inputs.context_items, *(item.model_dump() for item in stream.response.output)]
+        chat = inputs.chat.with_turn(
             messages=to_chat_messages(
-                run.params.instructions,
+                inputs.params.instructions,
                 items,
-                run.tools.model_name,
+                inputs.tools.model_name,
                 with_reasoning=self.settings.upstream_accepts_reasoning,
-                summaries=run.summaries,
+                summaries=inputs.summaries,
             ),
             tools=offered,
             tool_choice=chat_choice,
@@ -253,7 +294,7 @@ class TurnLoop:
         await self.checkpoint()
         stream.begin_turn(self._classifier(callable_now))
         state.finish = None
-        upstream = run.provider.stream(chat).__aiter__()
+        upstream = inputs.provider.stream(chat).__aiter__()
         while True:
             waited = time.perf_counter()
             try:
@@ -261,7 +302,7 @@ class TurnLoop:
             except StopAsyncIteration:
                 break
             finally:
-                run.upstream_seconds += time.perf_counter() - waited
+                self.upstream_seconds += time.perf_counter() - waited
             if isinstance(delta, TextDelta):
                 events = stream.text(delta.text)
             elif isinstance(delta, ReasoningDelta):
@@ -294,7 +335,7 @@ class TurnLoop:
         for call in mcp_calls:
             async for event in self._run_call(call):
                 yield event
-        limit = run.params.max_tool_calls
+        limit = inputs.params.max_tool_calls
         state.tool_choice = _after_first_turn(state.tool_choice)
         state.answer_now = limit is not None and state.executed >= limit
         state.done = hands_back or state.finish == "length" or state.turns >= self.settings.max_turns
@@ -309,7 +350,7 @@ class TurnLoop:
         return self.stream.finish(self.state.usage(), _INCOMPLETE.get(self.state.finish or "stop"))
 
     def _format_mismatch(self) -> str | None:
-        text_config = self.run.params.text
+        text_config = self.inputs.params.text
         fmt = text_config.format if text_config else None
         messages = [item for item in self.stream.response.output if item.type == "message"]
         if fmt is None or fmt.type == "text" or not messages:
@@ -335,20 +376,19 @@ class TurnLoop:
             failure.code, failure.message, self.state.usage(), type_=failure.type, retry_after=failure.retry_after
         )
 
-
-async def run_loop(run: CreateRun, stream: ResponseStream) -> AsyncIterator[ResponseStreamEvent]:
-    """A whole response in one go (the foreground path): prelude, turns until done, closing events."""
-    loop = TurnLoop(run, stream)
-    try:
-        async for event in loop.prelude():
-            yield event
-        while not loop.state.done:
-            async for event in loop.turn():
+    async def run(self) -> AsyncIterator[ResponseStreamEvent]:
+        """A whole response in one go (the foreground path): prelude, turns until done, closing events; then
+        ``outcome`` says what it produced."""
+        try:
+            async for event in self.prelude():
                 yield event
-        closing = loop.finish()
-    except Exception as exc:  # any fault in a turn ends the response as failed, with its reason
-        closing = loop.fail(exc)
-    finally:
-        await loop.close()
-    for event in closing:
-        yield event
+            while not self.state.done:
+                async for event in self.turn():
+                    yield event
+            closing = self.finish()
+        except Exception as exc:  # any fault in a turn ends the response as failed, with its reason
+            closing = self.fail(exc)
+        finally:
+            await self.close()
+        for event in closing:
+            yield event
