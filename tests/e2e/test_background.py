@@ -98,10 +98,18 @@ def test_cancel_semantics(client: openai.OpenAI):
         client.responses.cancel("resp_doesnotexist")
 
 
-def test_background_with_store_false_is_400(client: openai.OpenAI):
+def test_background_without_store_can_be_polled_but_not_chained(client: openai.OpenAI, http: httpx.Client):
+    created = client.responses.create(model="m", input="REPLY kept briefly", background=True, store=False)
+    assert created.to_dict()["store"] is False and created.background is True
+    final = _done(client, created.id)
+    assert final.status == "completed" and final.output_text == "kept briefly" and final.to_dict()["store"] is False
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="m", input="x", background=True, store=False)
-    assert caught.value.param == "store"
+        client.responses.create(model="m", input="x", previous_response_id=created.id)
+    assert caught.value.code == "previous_response_not_found"
+    # its items are not stored for item_reference either
+    reference = {"type": "item_reference", "id": final.output[0].id}
+    refused = http.post("/responses", json={"model": "m", "input": [reference]})
+    assert refused.status_code in (400, 404) and "not found" in refused.json()["error"]["message"]
 
 
 def _raw_events(http: httpx.Client, method: str, url: str, **kwargs: Any) -> list[dict[str, Any]]:

@@ -27,7 +27,6 @@ CASES: list[tuple[str, Any, str | None, str | None]] = [
     ("bad content part", {"model": "m", "input": [{"role": "user", "content": [{"type": "x"}]}]}, "input[0]", None),
     ("unknown include", {"model": "m", "input": "x", "include": ["everything"]}, "include[0]", None),
     ("unknown tool type", {"model": "m", "input": "x", "tools": [{"type": "teleport"}]}, "tools[0].type", None),
-    ("background without store", {"model": "m", "input": "x", "background": True, "store": False}, "store", None),
     ("safety_identifier too long", {"model": "m", "input": "x", "safety_identifier": "s" * 65}, "safety_identifier",
      None),
 ]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -38,3 +39,18 @@ def test_cache_key_safety_identifier_and_tier_reach_the_upstream(client: openai.
     client.responses.create(model="m", input="hi")
     (plain,) = _chat(upstream)
     assert not {"service_tier", "prompt_cache_key", "safety_identifier", "logprobs"} & set(plain)
+
+
+def test_background_options_are_accepted_and_echoed(http: httpx.Client):
+    options = {"completion_window": "2h", "continuation_id": "batch-7"}
+    created = http.post("/responses", json={"model": "m", "input": "REPLY later", "background": True,
+                                             "background_options": options})  # fmt: skip
+    assert created.status_code == 200, created.text
+    assert created.json()["background_options"] == options
+    plain = http.post("/responses", json={"model": "m", "input": "hi"}).json()
+    assert "background_options" not in plain
+    refused = http.post("/responses", json={"model": "m", "input": "x", "background_options": options})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "background_options.completion_window"
+    bad = http.post("/responses", json={"model": "m", "input": "x", "background_options": {"completion_window": "1y"}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "background_options.completion_window"

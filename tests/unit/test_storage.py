@@ -145,3 +145,32 @@ def test_a_response_is_invisible_until_all_its_items_are_written(store: DynamoRe
     assert store.get("t", response.id) is None
     assert store.load_context("t", response.id) is None
     assert store.list_responses("t", limit=5, after=None, before=None).data == []
+
+
+def test_a_background_response_without_store_is_kept_ten_minutes_and_never_chained(store: DynamoResponseStore):
+    from engine.storage.responses import UNSTORED_SECONDS
+
+    assert UNSTORED_SECONDS == 600
+    for age, visible in ((0, True), (UNSTORED_SECONDS + 1, False)):
+        response = _response("brief", created_at=int(time.time()) - age).model_copy(
+            update={"store": False, "background": True, "status": "queued", "output": []}
+        )
+        items = _input("q")
+        store.create_background("t", response, items, [], {"tenant": "t"}, [(0, "{}")])
+        assert (store.progress(response.id) is not None) is visible
+        assert (store.get("t", response.id) is not None) is visible
+        assert store.load_context("t", response.id) is None
+        assert store.find_item("t", items[0]["id"]) is None
+    # a stored response of the same age is still there (retention is days)
+    kept = _response("kept", created_at=int(time.time()) - UNSTORED_SECONDS - 1)
+    store.put("t", kept, _input("q"), [])
+    assert store.get("t", kept.id) is not None and store.load_context("t", kept.id) is not None
+
+
+def test_a_queued_background_response_can_be_chained_from(store: DynamoResponseStore):
+    """Its JOB row sits among its item rows; the context is its input (no output yet), not a crash."""
+    response = _response("x").model_copy(update={"background": True, "status": "queued", "output": []})
+    items = _input("q")
+    store.create_background("t", response, items, [], {"tenant": "t"}, [(0, "{}")])
+    context = store.load_context("t", response.id)
+    assert context is not None and [item["id"] for item in context.items] == [items[0]["id"]]

@@ -9,7 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.models.items import InputItem
 from engine.models.shared import Metadata, Reasoning, ResponseTextConfig, StreamOptions, TextFormat
 
-__all__ = ["Reasoning", "ResponseCreateParams", "ResponseTextConfig", "StreamOptions", "TextFormat"]
+__all__ = [
+    "BackgroundOptions",
+    "ContextManagement",
+    "Reasoning",
+    "ResponseCreateParams",
+    "ResponseTextConfig",
+    "StreamOptions",
+    "TextFormat",
+]
 
 Includable = Literal[
     "file_search_call.results",
@@ -21,6 +29,26 @@ Includable = Literal[
     "reasoning.encrypted_content",
     "message.output_text.logprobs",
 ]
+
+
+class BackgroundOptions(BaseModel):
+    """``background_options`` (OpenAI, late 2026): accepted and echoed. A run here starts at once, which meets
+    every completion window."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    completion_window: Literal["soonest", "2h", "8h"] | None = None
+    continuation_id: str | None = None
+
+
+class ContextManagement(BaseModel):
+    """One ``context_management`` entry: compact the context before the model turn once its token estimate
+    passes ``compact_threshold``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    type: Literal["compaction"]
+    compact_threshold: int | None = Field(default=None, ge=1)
 
 
 class ResponseCreateParams(BaseModel):
@@ -37,6 +65,8 @@ class ResponseCreateParams(BaseModel):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     background: bool | None = False
+    background_options: BackgroundOptions | None = None
+    context_management: list[ContextManagement] | None = Field(default=None, min_length=1)
     metadata: Metadata | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)

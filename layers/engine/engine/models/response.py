@@ -86,6 +86,8 @@ class Response(BaseModel):
     service_tier: str = "default"
     store: bool = True
     background: bool = False
+    # echoed only when the request set it (newer than the SDK types many clients validate against)
+    background_options: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
     temperature: float = 1.0
     top_p: float = 1.0
     presence_penalty: float = 0.0

@@ -87,11 +87,6 @@ class CreateRun:
 
 
 def _reject_unsupported(params: ResponseCreateParams) -> None:
-    if params.background and params.store is False:
-        raise InvalidRequestError(
-            "background=true requires store=true: a background response is kept so it can be retrieved.",
-            param="store",
-        )
     if params.conversation is not None and params.previous_response_id is not None:
         raise InvalidRequestError(
             "Provide either 'conversation' or 'previous_response_id', not both.", param="previous_response_id"
@@ -99,6 +94,12 @@ def _reject_unsupported(params: ResponseCreateParams) -> None:
     if params.input is None and params.previous_response_id is None and params.prompt is None:
         raise InvalidRequestError(
             "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
+        )
+    window = params.background_options.completion_window if params.background_options else None
+    if window in ("2h", "8h") and (not params.background or params.stream):
+        raise InvalidRequestError(
+            f"A completion_window of '{window}' needs background=true and stream=false.",
+            param="background_options.completion_window",
         )
     if params.stream_options is not None and not params.stream:
         raise InvalidRequestError("stream_options may only be set when stream is true.", param="stream_options")
@@ -227,6 +228,9 @@ async def prepare_create(
         prompt=params.prompt,
         metadata=params.metadata or {},
         background=bool(params.background),
+        background_options=(
+            params.background_options.model_dump(exclude_none=True) if params.background_options else None
+        ),
         conversation=conversation_ref(params),
     )
     chat = ChatRequest(

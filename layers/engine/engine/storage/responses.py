@@ -6,6 +6,10 @@ Layout, all rows of a response under ``pk = RESP#{id}`` and all carrying ``expir
 ``META`` last, so a response becomes visible whole. DynamoDB deletes expired items up to two days late, so every
 read treats ``expires_at <= now`` as absent. Reads are strongly consistent so a chained request right after
 ``response.completed`` finds its predecessor.
+
+A background response created with ``store: false`` is kept only ``UNSTORED_SECONDS`` (10 minutes, as on
+OpenAI) so it can be polled: its record says ``unstored``, it cannot be chained from, and its items are not
+indexed for ``item_reference``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from engine.models.response import Response
 from engine.storage.base import Page, StoredContext
 from engine.storage.table import ConditionFailed, DynamoTable, Row
 
-__all__ = ["DynamoResponseStore", "decode_item", "encode_item"]
+__all__ = ["UNSTORED_SECONDS", "DynamoResponseStore", "decode_item", "encode_item"]
+
+UNSTORED_SECONDS = 600
 
 # DynamoDB's item limit is 400 KB including attribute names; keep headroom for the key and metadata.
 _INLINE_LIMIT = 350_000
@@ -73,6 +79,9 @@ class DynamoResponseStore:
 
     # --- writes ------------------------------------------------------------------------------------------------
 
+    def _expires(self, response: Response) -> int:
+        return response.created_at + (self.retention_seconds if response.store else UNSTORED_SECONDS)
+
     def check_items(self, items: list[dict[str, Any]]) -> None:
         for item in items:
             encode_item(item)
@@ -84,7 +93,8 @@ class DynamoResponseStore:
             "tenant": tenant,
             "status": response.status,
             "created_at": response.created_at,
-            "expires_at": response.created_at + self.retention_seconds,
+            "expires_at": self._expires(response),
+            "unstored": None if response.store else True,
             "response": response.model_dump_json(exclude={"output"}),
             "gsi1pk": f"TENANT#{tenant}",
             "gsi1sk": response.id,
@@ -94,7 +104,7 @@ class DynamoResponseStore:
         }
 
     def put(self, tenant: str, response: Response, input_items: list[dict[str, Any]], ancestors: list[str]) -> None:
-        expires = response.created_at + self.retention_seconds
+        expires = self._expires(response)
         rows = self._rows(tenant, response.id, "IN", input_items, 0)
         rows += self._rows(tenant, response.id, "OUT", [i.model_dump() for i in response.output], 0)
         for row in rows:
@@ -146,12 +156,13 @@ class DynamoResponseStore:
         meta = next((r for r in rows if r["sk"] == _META), None)
         if meta is not None and not (cls._complete(meta, rows, "IN") and cls._complete(meta, rows, "OUT")):
             meta = None
-        items = [decode_item(r) for r in rows if r["sk"] != _META]
+        # IN#/OUT# only: a background response still running also has its JOB row in this range
+        items = [decode_item(r) for r in rows if str(r["sk"]).startswith(("IN#", "OUT#"))]
         return meta, items
 
     def load_context(self, tenant: str, response_id: str) -> StoredContext | None:
         meta, items = self._turn_items(self._partition(response_id))
-        if not self._live_meta(tenant, meta):
+        if not self._live_meta(tenant, meta) or (meta or {}).get("unstored"):
             return None
         assert meta is not None
         ancestors = [str(a) for a in meta.get("ancestors", [])]
@@ -255,11 +266,13 @@ class DynamoResponseStore:
         events: list[tuple[int, str]],
     ) -> None:
         """The queued response, its input, its first stream events and the job the worker will run."""
-        expires = response.created_at + self.retention_seconds
+        expires = self._expires(response)
         rows = self._rows(tenant, response.id, "IN", input_items, 0) + self._event_rows(response.id, events)
         rows.append({"pk": _pk(response.id), "sk": "JOB", "job": to_json(job).decode()})
         for row in rows:
             row["expires_at"] = expires
+            if not response.store:
+                row.pop("gsi2pk", None)
         self.table.batch_write(rows)
         meta = self._meta_row(tenant, response, len(input_items), ancestors)
         meta.update(background=True, n_out=0, next_seq=len(events))
@@ -307,12 +320,14 @@ class DynamoResponseStore:
         """Write output items and events, then advance the record (and its status, when ``response`` has reached
         a terminal one) only if it is still ``in_progress``. ``job=None`` removes the job (it holds the request's
         MCP credentials), which a terminal commit does. False: the response was cancelled meanwhile."""
-        expires = response.created_at + self.retention_seconds
+        expires = self._expires(response)
         tenant = str(job["tenant"]) if job else self._tenant_of(response.id)
         rows = self._rows(tenant, response.id, "OUT", new_output, n_out - len(new_output))
         rows += self._event_rows(response.id, events)
         for row in rows:
             row["expires_at"] = expires
+            if not response.store:
+                row.pop("gsi2pk", None)
         self.table.batch_write(rows)
         try:
             self.table.update(
