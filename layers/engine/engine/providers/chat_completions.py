@@ -12,6 +12,7 @@ back on ``Usage``, token log probabilities on ``TextDelta``.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -183,8 +184,11 @@ class ChatCompletionsProvider:
     def __init__(self, settings: Settings) -> None:
         self._url = settings.upstream_base_url.rstrip("/") + "/chat/completions"
         self._settings = settings
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
+        # One pooled session per event loop: the stream function has one loop, but a worker thread that keeps a loop
+        # of its own (the WebSocket worker, the local stack's in-process Lambdas) must not take another's session.
+        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+            weakref.WeakKeyDictionary()
+        )
         self._headers: dict[str, str] | None = None
 
     def _api_key(self) -> str | None:
@@ -200,21 +204,24 @@ class ChatCompletionsProvider:
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
             timeout = aiohttp.ClientTimeout(
                 total=None,
                 sock_connect=self._settings.upstream_connect_timeout_seconds,
                 sock_read=self._settings.upstream_timeout_seconds,
             )
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, raise_for_status=False)
-            self._session_loop = loop
-        return self._session
+            session = self._sessions[loop] = aiohttp.ClientSession(
+                timeout=timeout, connector=connector, raise_for_status=False
+            )
+        return session
 
     async def aclose(self) -> None:
-        """Close the pooled connections (tests and shutdown; Lambda keeps them for the next invocation)."""
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        """Close this loop's pooled connections (tests and shutdown; Lambda keeps them for the next invocation)."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None and not session.closed:
+            await session.close()
 
     def _request_headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import OrderedDict
+from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -178,7 +180,7 @@ def receive(connection_id: str, body: str | None, received_ms: int, message_id: 
             channel.post(connection_id, error_message(_limit_error()))
             channel.close(connection_id)
             return
-        _worker().invoke({"connection_id": connection_id, "request": body})
+        _worker().invoke({"connection_id": connection_id, "request": body, "connection": asdict(connection)})
         return
     busy = store.connection(connection_id)
     if busy is None:
@@ -187,8 +189,8 @@ def receive(connection_id: str, body: str | None, received_ms: int, message_id: 
     store.enqueue(busy, f"{received_ms:013d}#{message_id}", body or "")
     # The worker releases the connection, then looks at the queue once more; whichever of us wins the connection
     # runs what is queued.
-    if store.acquire(connection_id) is not None:
-        _worker().invoke({"connection_id": connection_id})
+    if (acquired := store.acquire(connection_id)) is not None:
+        _worker().invoke({"connection_id": connection_id, "connection": asdict(acquired)})
 
 
 # --- the worker -------------------------------------------------------------------------------------------------
@@ -235,13 +237,45 @@ class _Sender:
         await self._task
 
 
+# A warm worker keeps the last context it cached per connection: when the record still names it, the rows need not
+# be read back. The table stays the source of truth (another environment may serve the connection next).
+_MEMO_SIZE = 256
+_memo: OrderedDict[str, tuple[str, int, bytes]] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _remember(connection: Connection, items: list[dict[str, Any]]) -> None:
+    assert connection.cached_id is not None
+    with _memo_lock:
+        _memo[connection.connection_id] = (connection.cached_id, connection.cached_count, to_json(items))
+        _memo.move_to_end(connection.connection_id)
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+
+
+def _recall(connection: Connection) -> list[dict[str, Any]] | None:
+    with _memo_lock:
+        found = _memo.get(connection.connection_id)
+    if found is None or found[:2] != (connection.cached_id, connection.cached_count):
+        return None
+    return list(from_json(found[2]))  # a fresh copy: the create path may add to the items it is given
+
+
+async def _cached_items(connection: Connection) -> list[dict[str, Any]]:
+    items = _recall(connection)
+    if items is None:
+        store = _connections()
+        items = await asyncio.to_thread(store.cached_items, connection.connection_id, connection.cached_count)
+    return items
+
+
 async def _previous(connection: Connection, params: ResponseCreateParams) -> tuple[StoredContext | None, bool]:
     """The context ``previous_response_id`` names, and whether it is the connection's cached response."""
     previous_id = params.previous_response_id
     if not previous_id:
         return None, False
     if previous_id == connection.cached_id:
-        items = await asyncio.to_thread(_connections().cached_items, connection.connection_id, connection.cached_count)
+        items = await _cached_items(connection)
         return StoredContext(items=items, ancestors=list(connection.cached_chain)), True
     loaded = await asyncio.to_thread(get_store().load_context, connection.tenant, previous_id)
     if loaded is None:
@@ -259,10 +293,8 @@ async def _cache(connection: Connection, run: CreateRun, previous: StoredContext
     """Make this response the connection's cached one. Its context is what a stored copy would give back:
     the chain's items, its input, its output (a conversation's items are not part of it, as over HTTP)."""
     new = run.input_items + [item.model_dump() for item in run.response.output]
-    if extends:
-        start, items = connection.cached_count, new
-    else:
-        start, items = 0, (previous.items if previous and run.params.conversation is None else []) + new
+    kept = previous.items if previous and run.params.conversation is None else []
+    start, items = (connection.cached_count, new) if extends else (0, kept + new)
     chain = [*run.ancestors, run.response.id]
     await asyncio.to_thread(_connections().cache, connection, run.response.id, chain, start, items)
     connection.cached_id, connection.cached_chain, connection.cached_count = (
@@ -270,6 +302,7 @@ async def _cache(connection: Connection, run: CreateRun, previous: StoredContext
         tuple(chain),
         start + len(items),
     )
+    _remember(connection, kept + new)
 
 
 async def _run_turn(connection: Connection, body: str, sender: _Sender) -> None:
@@ -297,11 +330,13 @@ async def _run_turn(connection: Connection, body: str, sender: _Sender) -> None:
         await _evict(connection, previous_id)
 
 
-async def serve_connection(connection_id: str, request: str | None = None) -> int:
+async def serve_connection(connection_id: str, request: str | None = None, connection: Connection | None = None) -> int:
     """The worker: ``request`` (when the connection was idle), then every queued message, one response at a time;
-    then the connection is released for the next ``$default``. Returns how many messages it ran."""
+    then the connection is released for the next ``$default``. ``connection``: the record as ``$default`` acquired
+    it (read from the table when not given). Returns how many messages it ran."""
     store = _connections()
-    connection = await asyncio.to_thread(store.connection, connection_id)
+    if connection is None:
+        connection = await asyncio.to_thread(store.connection, connection_id)
     if connection is None:
         return 0
     sender, served = _Sender(connection_id), 0
@@ -343,4 +378,6 @@ def run_worker(event: dict[str, Any]) -> int:
     loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
     if loop is None or loop.is_closed():
         loop = _loops.loop = asyncio.new_event_loop()
-    return loop.run_until_complete(serve_connection(str(event["connection_id"]), event.get("request")))
+    given = event.get("connection")
+    connection = Connection(**{**given, "cached_chain": tuple(given["cached_chain"])}) if given else None
+    return loop.run_until_complete(serve_connection(str(event["connection_id"]), event.get("request"), connection))

@@ -28,7 +28,7 @@ from engine.storage import clients
 from engine.storage.responses import decode_item, encode_item
 from engine.storage.table import ConditionFailed, DynamoTable, Row
 
-__all__ = ["Connection", "ConnectionChannel", "ConnectionStore", "WorkerInvoker"]
+__all__ = ["Connection", "ConnectionChannel", "ConnectionStore", "WorkerInvoker", "connection_from"]
 
 _META = "META"
 
@@ -51,7 +51,7 @@ class Connection:
     cached_count: int = 0
 
 
-def _connection(row: Row) -> Connection:
+def connection_from(row: Row) -> Connection:
     return Connection(
         connection_id=str(row["pk"]).removeprefix("CONN#"),
         tenant=row["tenant"],
@@ -89,7 +89,7 @@ class ConnectionStore(DynamoTable):
         row = self.get(self._key(connection_id))
         if row is None or int(row["expires_at"]) <= int(time.time()):
             return None
-        return _connection(row)
+        return connection_from(row)
 
     def close(self, connection_id: str) -> None:
         """Delete every row of the connection ($disconnect)."""
@@ -110,7 +110,7 @@ class ConnectionStore(DynamoTable):
             )
         except ConditionFailed:
             return None
-        return _connection(row) if row else None
+        return connection_from(row) if row else None
 
     def release(self, connection_id: str) -> None:
         try:
@@ -154,22 +154,25 @@ class ConnectionStore(DynamoTable):
     def cache(
         self, connection: Connection, response_id: str, chain: list[str], start: int, items: list[dict[str, Any]]
     ) -> None:
-        """Make ``response_id`` the cached response: its context is the rows before ``start`` (kept) plus ``items``."""
+        """Make ``response_id`` the cached response: its context is the rows before ``start`` (kept) plus ``items``.
+        One batch: the new rows and the record (written whole: while the connection is busy only its worker writes
+        it; a $disconnect racing this leaves a record that its TTL removes)."""
+        key = connection.connection_id
         rows = [
-            {
-                **self._key(connection.connection_id, f"ITEM#{n:06d}"),
-                **encode_item(item),
-                "expires_at": connection.expires_at,
-            }
+            {**self._key(key, f"ITEM#{n:06d}"), **encode_item(item), "expires_at": connection.expires_at}
             for n, item in enumerate(items, start)
         ]
-        self.batch_write(puts=rows)
-        self.update(
-            self._key(connection.connection_id),
-            "SET cached_id = :id, cached_chain = :chain, cached_count = :n",
-            condition="attribute_exists(pk)",
-            values={":id": response_id, ":chain": list(chain), ":n": start + len(items)},
-        )
+        meta = {
+            **self._key(key),
+            "tenant": connection.tenant,
+            "connected_at": connection.connected_at,
+            "expires_at": connection.expires_at,
+            "busy": True,
+            "cached_id": response_id,
+            "cached_chain": list(chain),
+            "cached_count": start + len(items),
+        }
+        self.batch_write(puts=[*rows, meta])
 
     def evict(self, connection_id: str, response_id: str) -> None:
         """Forget the cached response if it is ``response_id`` (a failed continuation of it)."""
