@@ -170,10 +170,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=8)
     args = parser.parse_args()
-    with serve_process(UpstreamConfig(model="scripted")) as upstream, running_stack(upstream_base_url=upstream) as stack:
-        result = agent_runs(stack, args.runs)
-    for side, figures in result.items():
-        print(f"{side:24} run p50 {figures['p50']:8.1f} ms  p99 {figures['p99']:8.1f} ms  turn {figures['turn_p50']:.2f} ms")
+    with serve_process(UpstreamConfig(model="scripted")) as upstream:
+        with running_stack(upstream_base_url=upstream) as stack:
+            result = agent_runs(stack, args.runs)
+    for side, f in result.items():
+        print(f"{side:24} run p50 {f['p50']:8.1f} ms  p99 {f['p99']:8.1f} ms  turn {f['turn_p50']:.2f} ms")
     print(f"websocket/http p50: {result['websocket']['p50'] / result['http']['p50']:.2f}")
     return 0
 
