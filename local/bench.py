@@ -24,6 +24,9 @@ direct and stack requests interleaved so machine drift hits both alike. Added = 
   emulation may leave the stack process slow). Errors = non-200, broken streams, a missing terminal event
   (``[DONE]`` / ``response.completed``) or a content-chunk count other than 50. CPU per request of each server
   process and the stack's peak RSS come from ``/proc``.
+* **WebSocket mode**: a 20-tool-call agent run (21 streamed turns, each continuing the last) over WebSocket mode
+  (``store`` true, then false) against the same run over HTTP with ``previous_response_id``, interleaved; run wall
+  time p50/p99, median turn, and the ratio WebSocket / HTTP (``local/bench_websocket.py``).
 * **Upstream HTTP client**: aiohttp ``ClientSession`` vs ``httpx.AsyncClient(limits=Limits(max_connections=100))`` as
   clients of the scripted upstream, the same c=50 workload and count: the figure behind the engine's choice of aiohttp.
 * **Handler import**: every function of ``template.yaml`` imported by file path in a fresh interpreter
@@ -647,6 +650,30 @@ class Bench:
             ),
         ]
 
+    def websocket_agent(self) -> None:
+        """A 20-tool-call agent run over WebSocket mode vs the same run over HTTP with previous_response_id."""
+        from .bench_websocket import CALLS, agent_runs
+
+        section = f"{CALLS}-tool-call agent run (21 streamed turns): WebSocket mode vs HTTP + previous_response_id"
+        log(section)
+        result = agent_runs(self.stack, runs=max(4, self.args.n // 25))
+        self.raw["websocket_agent"] = result
+        labels = {
+            "http": "HTTP (SSE), store=true",
+            "websocket": "WebSocket, store=true",
+            "websocket_store_false": "WebSocket, store=false",
+        }
+        for side, label in labels.items():
+            figures = result[side]
+            runs = int(figures["runs"])
+            self.rows.append(Row(f"run, {label} (ms)", runs, figures["p50"], figures["p99"], section=section))
+            self.rows.append(
+                Row(f"median turn, {label} (ms)", runs * (CALLS + 1), figures["turn_p50"], section=section)
+            )
+        for side in ("websocket", "websocket_store_false"):
+            ratio = result[side]["p50"] / result["http"]["p50"]
+            self.rows.append(Row(f"run p50, {labels[side]} / HTTP (ratio)", None, ratio, section=section))
+
     def background(self) -> None:
         """Cancel: from the cancel request to the upstream stream being closed; replay: events/s from storage."""
         import httpx
@@ -1184,6 +1211,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.streams_c1()
         bench.create_c1()
         bench.mcp_c1()
+        bench.websocket_agent()
         bench.background()
         bench.authorizer()
         bench.client_choice()
