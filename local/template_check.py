@@ -483,6 +483,68 @@ def _check_asl_states(machine: Any, where: str) -> list[str]:
     return failures
 
 
+def check_websocket(template: dict[str, Any]) -> list[str]:
+    """The WebSocket API as WebSocket mode needs it: $connect behind a REQUEST authorizer, $default and $disconnect,
+    each integration a Lambda proxy that API Gateway may invoke (a Lambda::Permission naming the API), the stage
+    the URL outputs name, and the $default function pointed at a worker and the management endpoint."""
+    from local.template import _sub_refs
+
+    resources = _resources(template)
+    apis = [n for n, r in resources.items() if r.get("Type") == "AWS::ApiGatewayV2::Api"]
+    if not apis:
+        print("    no WebSocket API")
+        return []
+    api, failures = apis[0], []
+    by_type: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, resource in resources.items():
+        props = resource.get("Properties") or {}
+        if _sub_refs(props.get("ApiId")) == [api]:
+            by_type.setdefault(resource["Type"], {})[name] = props
+    routes = {props["RouteKey"]: props for props in by_type.get("AWS::ApiGatewayV2::Route", {}).values()}
+    for key in ("$connect", "$default", "$disconnect"):
+        if key not in routes:
+            failures.append(f"{api}: no {key} route")
+    if routes.get("$connect", {}).get("AuthorizationType") != "CUSTOM":
+        failures.append(f"{api}: $connect is not behind the authorizer")
+    permitted = {
+        ref
+        for resource in resources.values()
+        if resource.get("Type") == "AWS::Lambda::Permission"
+        and api in _sub_refs((resource.get("Properties") or {}).get("SourceArn"))
+        for ref in _sub_refs(resource["Properties"].get("FunctionName"))
+    }
+    invoked = [
+        ref
+        for props in [
+            *by_type.get("AWS::ApiGatewayV2::Integration", {}).values(),
+            *by_type.get("AWS::ApiGatewayV2::Authorizer", {}).values(),
+        ]
+        for ref in _sub_refs(props.get("IntegrationUri") or props.get("AuthorizerUri"))
+        if resources.get(ref, {}).get("Type") == "AWS::Serverless::Function"
+    ]
+    failures += [
+        f"{api}: API Gateway may not invoke {fn} (no Lambda::Permission)" for fn in invoked if fn not in permitted
+    ]
+    stages = [props.get("StageName") for props in by_type.get("AWS::ApiGatewayV2::Stage", {}).values()]
+    outputs = json.dumps(template.get("Outputs") or {})
+    if len(stages) != 1 or f"/{stages[0]}" not in outputs:
+        failures.append(f"{api}: the stage {stages} is not the one the WebSocketUrl output names")
+    integrations = by_type.get("AWS::ApiGatewayV2::Integration", {})
+    targets = [integrations[ref] for ref in _sub_refs(routes.get("$default", {}).get("Target")) if ref in integrations]
+    default_fn = next((ref for props in targets for ref in _sub_refs(props.get("IntegrationUri"))), None)
+    variables = ((resources.get(default_fn or "", {}).get("Properties") or {}).get("Environment") or {}).get(
+        "Variables"
+    ) or {}
+    for name in ("WEBSOCKET_ENDPOINT", "WEBSOCKET_WORKER_FUNCTION"):
+        if name not in variables:
+            failures.append(f"{api}: the $default function {default_fn} has no {name}")
+    print(
+        f"    {api}: routes {', '.join(sorted(routes))}; stage {stages[0] if stages else None}; "
+        f"{len(invoked)} functions invoked, each permitted"
+    )
+    return failures
+
+
 def check_state_machines(template: dict[str, Any]) -> list[str]:
     """Step 5: each state machine's ASL (local ``DefinitionUri`` file or inline ``Definition``)."""
     failures: list[str] = []
@@ -555,6 +617,8 @@ def main(argv: list[str] | None = None) -> int:
 
             step("state machine definitions (ASL)")
             failures += check_state_machines(template)
+            step("WebSocket API wiring")
+            failures += check_websocket(template)
 
         t = step("sam validate --lint")
         failures += finish_sam_validate(sam_validate)

@@ -289,6 +289,28 @@ def limited_stack(upstream_url: str) -> Iterator[Stack]:
     yield from _start(upstream_url, env)
 
 
+def test_websocket_upgrade_checks_the_key_and_keeps_tenants_apart(auth_stack: Stack):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = auth_stack.base_url.replace("http://", "ws://") + "/responses"
+    # $connect's authorizer: no key is a 401 without a call, an unknown key a 403 (API Gateway's answers)
+    for headers, status in (({}, 401), ({"Authorization": "Bearer sk-unknown"}, 403)):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, additional_headers=headers, open_timeout=10)
+        assert refused.value.response.status_code == status
+    # A stored response made over team A's socket belongs to team A, as over HTTP
+    with auth_stack.client(KEY_A).responses.connect() as conn:
+        conn.send({"type": "response.create", "model": "m", "input": "REPLY mine"})
+        done = next(e for e in conn if e.type in ("response.completed", "error"))
+    assert done.type == "response.completed"
+    assert auth_stack.client(KEY_A).responses.retrieve(done.response.id).output_text == "mine"
+    with auth_stack.client(KEY_B).responses.connect() as conn:
+        conn.send({"type": "response.create", "model": "m", "input": "x", "previous_response_id": done.response.id})
+        error = next(e for e in conn if e.type in ("response.completed", "error"))
+    assert error.type == "error" and error.error.code == "previous_response_not_found"
+
+
 def test_the_usage_plan_throttles_each_key(limited_stack: Stack):
     a, b = limited_stack.client(KEY_A), limited_stack.client(KEY_B)
     outcomes: list[str] = []
