@@ -514,6 +514,10 @@ def _step(result: Any) -> str | None:
     return None if isinstance(result, dict) and "done" in result else f"expected a step result: {result!r}"
 
 
+def _served(result: Any) -> str | None:
+    return None if isinstance(result, dict) and "responses" in result else f"expected a worker result: {result!r}"
+
+
 # Order matters: reads first, then writes, the deletes last. A sample id that names nothing is a 404 (OpenAI-shaped;
 # still a full trip through the handler and the table); no function may answer 5xx.
 EXPECTED: dict[str, Expectation] = {
@@ -531,6 +535,12 @@ EXPECTED: dict[str, Expectation] = {
     "delete_conversation": _status(200),
     "cancel_response": _status(200, 400, 404),
     "worker": _step,
+    # WebSocket mode: the sample connection is opened, sent a message, served and closed (the sample's connectedAt
+    # is long past, so the worker finds its state expired and serves nothing: no management API call leaves here).
+    "ws_connect": _status(200),
+    "ws_message": _status(200),
+    "ws_worker": _served,
+    "ws_disconnect": _status(200),
     "delete_response": _status(200),
 }
 

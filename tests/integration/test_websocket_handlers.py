@@ -134,3 +134,16 @@ def test_authorizer_allows_the_connect_route_with_the_tenant(websocket: None):
     assert allowed["context"]["tenant"] == "team-a" and "usageIdentifierKey" not in allowed
     denied = _invoke("authorizer", {**event, "headers": {"Authorization": "Bearer sk-wrong"}})
     assert denied["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+def test_a_connection_whose_worker_died_is_taken_over(websocket: None):
+    from engine.responses.websocket import _connections
+
+    store = _connections()
+    _invoke("ws_connect", _connect_now())
+    first = store.acquire(CONNECTION)
+    assert first is not None and first.busy_until > time.time()
+    # Busy: a second acquire fails, until the first worker's time (the worker's timeout) has run out
+    assert store.acquire(CONNECTION) is None
+    store.update({"pk": f"CONN#{CONNECTION}", "sk": "META"}, "SET busy_until = :past", values={":past": 1})
+    assert store.acquire(CONNECTION) is not None

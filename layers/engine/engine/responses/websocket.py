@@ -173,6 +173,8 @@ def receive(connection_id: str, body: str | None, received_ms: int, message_id: 
     except APIError as exc:
         channel.post(connection_id, error_message(exc))
         return
+    # An idle connection's message runs at once, without a trip through the queue. (A message arriving in the few ms
+    # between a worker's release and its last look at the queue can so run before one queued just earlier.)
     connection = store.acquire(connection_id)
     if connection is not None:
         if _limit_reached(connection):
@@ -180,7 +182,7 @@ def receive(connection_id: str, body: str | None, received_ms: int, message_id: 
             channel.post(connection_id, error_message(_limit_error()))
             channel.close(connection_id)
             return
-        _worker().invoke({"connection_id": connection_id, "request": body, "connection": asdict(connection)})
+        _hand_over(connection, body)
         return
     busy = store.connection(connection_id)
     if busy is None:
@@ -190,7 +192,21 @@ def receive(connection_id: str, body: str | None, received_ms: int, message_id: 
     # The worker releases the connection, then looks at the queue once more; whichever of us wins the connection
     # runs what is queued.
     if (acquired := store.acquire(connection_id)) is not None:
-        _worker().invoke({"connection_id": connection_id, "connection": asdict(acquired)})
+        _hand_over(acquired, None)
+
+
+def _hand_over(connection: Connection, body: str | None) -> None:
+    """Invoke the worker for an acquired connection; if that fails, free the connection and say so."""
+    payload: dict[str, Any] = {"connection_id": connection.connection_id, "connection": asdict(connection)}
+    if body is not None:
+        payload["request"] = body
+    try:
+        _worker().invoke(payload)
+    except Exception:
+        logger.exception("could not invoke the websocket worker")
+        _connections().release(connection.connection_id)
+        error = APIError("The server could not start your response. Send it again.")
+        _channel().post(connection.connection_id, error_message(error))
 
 
 # --- the worker -------------------------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ class Connection:
     # the cached response's chain, oldest first, ending with cached_id (what a continuation records as ancestors)
     cached_chain: tuple[str, ...] = ()
     cached_count: int = 0
+    # while busy: when a worker that died without releasing the connection is presumed gone
+    busy_until: int = 0
 
 
 def connection_from(row: Row) -> Connection:
@@ -60,15 +62,18 @@ def connection_from(row: Row) -> Connection:
         cached_id=row.get("cached_id"),
         cached_chain=tuple(row.get("cached_chain") or ()),
         cached_count=int(row.get("cached_count") or 0),
+        busy_until=int(row.get("busy_until") or 0),
     )
 
 
 class ConnectionStore(DynamoTable):
     """The ``CONN#`` partitions of the table (see the module docstring)."""
 
-    def __init__(self, table_name: str, ttl_seconds: int) -> None:
+    def __init__(self, table_name: str, ttl_seconds: int, busy_seconds: int = 900) -> None:
         super().__init__(table_name)
         self.ttl_seconds = ttl_seconds
+        # The worker's timeout: a connection whose worker was cut off (timeout, crash) is taken over after it.
+        self.busy_seconds = busy_seconds
 
     def _key(self, connection_id: str, sk: str = _META) -> Row:
         return {"pk": _pk(connection_id), "sk": sk}
@@ -99,13 +104,15 @@ class ConnectionStore(DynamoTable):
     # --- one response at a time ----------------------------------------------------------------------------------
 
     def acquire(self, connection_id: str) -> Connection | None:
-        """Mark the connection busy if it was idle; the connection when this call got it, else None."""
+        """Mark the connection busy if it was idle (or its worker is presumed gone); the connection when this call
+        got it, else None."""
+        now = int(time.time())
         try:
             row = self.update(
                 self._key(connection_id),
-                "SET busy = :t",
-                condition="attribute_exists(pk) AND busy = :f",
-                values={":t": True, ":f": False},
+                "SET busy = :t, busy_until = :until",
+                condition="expires_at > :now AND (busy = :f OR busy_until < :now)",
+                values={":t": True, ":f": False, ":until": now + self.busy_seconds, ":now": now},
                 returns="ALL_NEW",
             )
         except ConditionFailed:
@@ -168,6 +175,7 @@ class ConnectionStore(DynamoTable):
             "connected_at": connection.connected_at,
             "expires_at": connection.expires_at,
             "busy": True,
+            "busy_until": connection.busy_until,
             "cached_id": response_id,
             "cached_chain": list(chain),
             "cached_count": start + len(items),
