@@ -142,6 +142,9 @@ def test_worker_error_marks_the_response_failed(harness: Harness):
     assert len(harness.calls) == 1  # not in the Retry list: straight to Catch
     meta = harness.status("resp_fail")
     assert meta["status"] == "failed" and meta["error_code"] == "server_error"
+    # the error's name and cause are kept for retrieve, and the job row (sealed credentials) is gone
+    assert meta["error_name"] == "ValueError" and "bad state" in meta["error_cause"]
+    assert "Item" not in harness.table.get_item(Key={"pk": "RESP#resp_fail", "sk": "JOB"})
     events = harness.history(arn)
     assert [e["taskFailedEventDetails"]["error"] for e in events if e["type"] == "TaskFailed"] == ["ValueError"]
     assert [e["executionFailedEventDetails"]["error"] for e in events if e["type"] == "ExecutionFailed"] == [
@@ -155,9 +158,11 @@ def test_mark_failed_keeps_a_cancelled_response(harness: Harness):
 
     harness.worker = worker
     harness.meta("resp_cancelled", "cancelled")
+    harness.table.put_item(Item={"pk": "RESP#resp_cancelled", "sk": "JOB", "job": "{}"})
     arn = harness.start("resp_cancelled")
     assert harness.wait(arn)["status"] == "SUCCEEDED"  # ConditionalCheckFailed caught -> Finished
     assert harness.status("resp_cancelled") == {"pk": "RESP#resp_cancelled", "sk": "META", "status": "cancelled"}
+    assert "Item" not in harness.table.get_item(Key={"pk": "RESP#resp_cancelled", "sk": "JOB"})
 
 
 def test_stop_execution_aborts_a_running_execution(harness: Harness):
@@ -204,3 +209,21 @@ def test_template_resolver_serves_only_buffered_functions():
     assert resolve("StreamFunction") is None  # Lambda Web Adapter's app, never invoked by a state machine
     found = resolve(WORKER)
     assert found is not None and callable(found[0]) and found[1] == load_template().functions[WORKER].timeout
+
+
+def test_retries_spent_mark_the_response_failed_with_the_workers_reason(harness: Harness):
+    def worker(event: dict[str, Any]) -> dict[str, Any]:
+        raise StepRetryable("DynamoDB failed before the step started: ReadTimeoutError")
+
+    harness.worker = worker
+    harness.meta("resp_spent", "in_progress")
+    assert harness.wait(harness.start("resp_spent"), timeout=30)["status"] == "FAILED"
+    assert len(harness.calls) == 4  # the first attempt and the ASL's three retries
+    meta = harness.status("resp_spent")
+    from engine.storage.responses import _machine_error
+
+    error = _machine_error(meta)
+    assert meta["status"] == "failed" and error["code"] == "server_error"
+    assert error["message"] == (
+        "The background run failed after its retries: DynamoDB failed before the step started: ReadTimeoutError"
+    )

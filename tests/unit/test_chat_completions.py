@@ -105,3 +105,34 @@ def test_upstream_status_class_and_code_survive(status: int, body: bytes, code: 
     assert error.retry_after == (7.0 if status == 429 else None)
     if status in (401, 403):
         assert "refused this server's API key" in error.message
+
+
+def test_each_event_loop_gets_its_own_session_and_closes_it(upstream_url: str):
+    # Given one provider used by several worker steps at once, each on an event loop of its own
+    import threading
+
+    settings = Settings(upstream_base_url=upstream_url, upstream_api_key=SecretStr("sk-x"))
+    provider = ChatCompletionsProvider(settings)
+    request = ChatRequest(model="m", messages=[{"role": "user", "content": "REPLY ok"}])
+    errors: list[BaseException] = []
+
+    async def step() -> None:
+        try:
+            assert [e async for e in provider.stream(request) if isinstance(e, TextDelta)]
+        finally:
+            await provider.aclose()  # what the worker does at the end of every step
+
+    def run() -> None:
+        try:
+            asyncio.run(step())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then no step closed another's session, and none is left open
+    assert errors == []
+    assert len(provider._sessions) == 0

@@ -32,13 +32,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Purpose", "key_id_of", "open_reasoning", "open_sealed", "seal", "seal_reasoning"]
 
-Purpose = Literal["reasoning", "compaction"]
+Purpose = Literal["reasoning", "compaction", "credentials"]
 
-_PREFIX: dict[Purpose, str] = {"reasoning": "rsn2.", "compaction": "cmp2."}
+_PREFIX: dict[Purpose, str] = {"reasoning": "rsn2.", "compaction": "cmp2.", "credentials": "crd2."}
 _LEGACY_REASONING = "rsn1."
 _MESSAGES: dict[Purpose, str] = {
     "reasoning": "The encrypted reasoning content could not be verified",
     "compaction": "The compaction item's encrypted content could not be verified",
+    "credentials": "A background run's sealed credentials could not be opened",
 }
 # How often an unknown key id may trigger a fresh read of the secret (a rotation happened since this process
 # read it); forged key ids must not turn into a Secrets Manager call each.

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from engine.errors import APIError
 from engine.models.response import ResponseError
 from engine.observability import logger
 from engine.providers import ProviderError
@@ -47,6 +48,9 @@ def failure_of(exc: BaseException) -> Failure:
     if isinstance(exc, ProviderError):
         logger.warning("upstream failed", extra={"code": exc.code, "status": exc.status, "error": exc.message})
         return Failure(exc.code, exc.message, _type_of(exc), exc.retry_after)
+    if isinstance(exc, APIError):  # a request a later step found invalid (a chain deleted meanwhile)
+        logger.warning("a run's request failed", extra={"code": exc.code, "error": exc.message})
+        return Failure(exc.code or exc.type, exc.message, exc.type)
     logger.error("a turn failed", exc_info=exc)
     return Failure("server_error", _INTERNAL)
 

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
+from engine.providers import get_provider
 from engine.responses.background import run_step
 from engine.settings import get_settings
 
@@ -39,9 +40,20 @@ def _runner() -> Callable[..., dict[str, Any]]:
 
     @idempotent_function(data_keyword_argument="step_input", config=idempotency_config(), persistence_store=persistence)
     def run(step_input: dict[str, Any]) -> dict[str, Any]:
-        return asyncio.run(run_step(step_input["response_id"], int(step_input["step"])))
+        return asyncio.run(_step(step_input["response_id"], int(step_input["step"])))
 
     return run
+
+
+async def _step(response_id: str, step: int) -> dict[str, Any]:
+    """One step on this invocation's event loop; the upstream's HTTP session is bound to that loop, so it is
+    closed with it (each step runs on a new loop: a session left open would leak its connections)."""
+    try:
+        return await run_step(response_id, step)
+    finally:
+        aclose = getattr(get_provider(), "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def run_step_once(step_input: dict[str, Any]) -> dict[str, Any]:

@@ -86,7 +86,13 @@ class ResponseStore(Protocol):
         events: list[tuple[int, str]],
         next_seq: int,
         job: dict[str, Any] | None,
+        save_job: bool = True,
     ) -> bool: ...
+
+    def save_job(self, response_id: str, job: dict[str, Any]) -> None:
+        """Write a running response's job; never leaves one behind a response that is no longer running."""
+
+    def drop_job(self, response_id: str) -> None: ...
 
     def events(self, response_id: str, after: int, before: int) -> list[tuple[int, str]]: ...
 

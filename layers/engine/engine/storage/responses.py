@@ -62,6 +62,20 @@ def decode_item(row: Row) -> dict[str, Any]:
     return dict(from_json(gzip.decompress(row["item_gz"])))
 
 
+def _machine_error(meta: Row) -> dict[str, str]:
+    """The error of a run the state machine marked failed (the worker could not): its ``Error`` name, and the
+    worker's own message when it was ``StepRetryable`` (ours, so it is safe to show)."""
+    name = str(meta.get("error_name") or "")
+    message = f"The background run failed ({name or 'worker error'}) and was stopped by the state machine."
+    if name == "StepRetryable":
+        try:
+            cause = from_json(str(meta.get("error_cause") or "{}"))
+            message = f"The background run failed after its retries: {cause['errorMessage']}"
+        except (ValueError, KeyError, TypeError):
+            pass
+    return {"code": str(meta.get("error_code") or "server_error"), "message": message, "type": "server_error"}
+
+
 def _now() -> int:
     return int(time.time())
 
@@ -133,6 +147,8 @@ class DynamoResponseStore:
         worker cut off by a cancel may have written more, which were never committed)."""
         data = dict(from_json(meta["response"]))
         data["status"] = meta["status"]
+        if data["status"] == "failed" and not data.get("error"):
+            data["error"] = _machine_error(meta)
         n_out = int(meta.get("n_out", len(outputs)))
         data["output"] = [decode_item(row) for row in outputs[:n_out]]
         return Response.model_validate(data)
@@ -316,10 +332,12 @@ class DynamoResponseStore:
         events: list[tuple[int, str]],
         next_seq: int,
         job: dict[str, Any] | None,
+        save_job: bool = True,
     ) -> bool:
         """Write output items and events, then advance the record (and its status, when ``response`` has reached
-        a terminal one) only if it is still ``in_progress``. ``job=None`` removes the job (it holds the request's
-        MCP credentials), which a terminal commit does. False: the response was cancelled meanwhile."""
+        a terminal one) only if it is still ``in_progress``. With ``save_job``, ``job`` is written too, and
+        ``job=None`` removes the job (it holds the request's sealed MCP credentials), which a terminal commit
+        does. False: the response was cancelled meanwhile."""
         expires = self._expires(response)
         tenant = str(job["tenant"]) if job else self._tenant_of(response.id)
         rows = self._rows(tenant, response.id, "OUT", new_output, n_out - len(new_output))
@@ -347,12 +365,28 @@ class DynamoResponseStore:
             # cancelled or deleted meanwhile: take back what this commit wrote (it was never counted)
             self.table.batch_write(deletes=[{"pk": r["pk"], "sk": r["sk"]} for r in rows])
             return False
-        key = {"pk": _pk(response.id), "sk": "JOB"}
         if job is None:
-            self.table.delete(key)
-        else:
-            self.table.put({**key, "job": to_json(job).decode(), "expires_at": expires})
+            self.drop_job(response.id)
+        elif save_job:
+            self.save_job(response.id, job)
         return True
+
+    def save_job(self, response_id: str, job: dict[str, Any]) -> None:
+        """Write the job of a running response. A cancel or delete that raced this write removes the job after
+        its own status write; this write checks the status after its own, so one of the two always removes it."""
+        key = {"pk": _pk(response_id), "sk": _META}
+        meta = self.table.get(key, projection="#s, expires_at", names={"#s": "status"})
+        if meta is None or meta.get("status") != "in_progress":
+            self.drop_job(response_id)
+            return
+        job_row = {"pk": _pk(response_id), "sk": "JOB", "job": to_json(job).decode()}
+        self.table.put({**job_row, "expires_at": int(meta["expires_at"])})
+        after = self.table.get(key, projection="#s", names={"#s": "status"})
+        if after is None or after.get("status") != "in_progress":
+            self.drop_job(response_id)
+
+    def drop_job(self, response_id: str) -> None:
+        self.table.delete({"pk": _pk(response_id), "sk": "JOB"})
 
     def _tenant_of(self, response_id: str) -> str:
         row = self.table.get({"pk": _pk(response_id), "sk": _META}, projection="tenant")
