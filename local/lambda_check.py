@@ -253,6 +253,9 @@ def functions(result: BuildResult, resources: dict[str, str], parameters: dict[s
         }
     )
     refs.update(resources)
+    # Any other resource a variable names (a function to invoke, a bucket): a name shaped like CloudFormation's.
+    for logical_id in built.get("Resources") or {}:
+        refs.setdefault(logical_id, f"{STACK}-{logical_id}")
     conditions = built.get("Conditions") or {}
     globals_fn = (built.get("Globals") or {}).get("Function") or {}
     out: list[LambdaFunction] = []
