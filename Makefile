@@ -13,7 +13,7 @@ PYTHON_FOR_UV := $(or $(PY313),$(shell command -v python3))
 UV := $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
 VENV_PY := .venv/bin/python
 
-.PHONY: help bootstrap serve test lint template-check lambda-check bench build deploy format layer-requirements layer-requirements-check clean
+.PHONY: help bootstrap serve test lint template-check lambda-check bench build deploy delete moto format layer-requirements layer-requirements-check clean
 
 help:
 	@echo "make serve   start the local stack on http://127.0.0.1:$(PORT)/v1"
@@ -62,11 +62,10 @@ SERVER_EVERYTHING := @modelcontextprotocol/server-everything@2026.8.31
 		echo "npm install failed: the tests against $(SERVER_EVERYTHING) will be skipped"; \
 	fi
 
-# The output of sam build, run as Lambda runs it (local/lambda_check.py): this machine's architecture, then the arm64
-# layer's shared objects checked. Both builds are reused while their inputs are unchanged.
+# The output of sam build, run as Lambda runs it (local/lambda_check.py), built for this machine's architecture;
+# meanwhile the arm64 build (make build's) and its shared objects' check. Builds are reused while their inputs match.
 lambda-check: bootstrap .cache/sam/.synced layer-requirements-check
 	$(VENV_PY) -m local.lambda_check
-	$(VENV_PY) -m local.artifact elf-check
 
 test: lint template-check layer-requirements-check lambda-check .cache/npm/.installed
 	.venv/bin/pytest
@@ -78,8 +77,21 @@ bench: bootstrap
 build: bootstrap .cache/sam/.synced layer-requirements
 	$(VENV_PY) -m local.artifact build --arch arm64
 
+# sam deploy with samconfig.toml's defaults (no prompts); GUIDED=1 asks everything; PARAMS="Name=value ..." sets
+# template parameters. Credentials and region come from the usual AWS settings (AWS_PROFILE, AWS_REGION).
+GUIDED ?=
+PARAMS ?=
 deploy: build
-	.cache/sam/bin/sam deploy --guided
+	.cache/sam/bin/sam deploy $(if $(GUIDED),--guided) $(if $(PARAMS),--parameter-overrides $(PARAMS))
+
+# For sam local (Docker): moto on 127.0.0.1:$(MOTO_PORT) with the template's table and state machine (local/sam_local.py).
+MOTO_PORT ?= 5005
+moto: bootstrap
+	MOTO_PORT=$(MOTO_PORT) $(VENV_PY) -m local.sam_local
+
+# Deletes the stack; the table (DeletionPolicy Retain) and SAM's artifacts bucket stay (README "Delete").
+delete: .cache/sam/.synced
+	.cache/sam/bin/sam delete
 
 format: bootstrap
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

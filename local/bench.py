@@ -1084,6 +1084,87 @@ def imports(runs: int) -> tuple[list[Row], list[str], dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Cold start of the built artifact (make lambda-check's Lambda-like environment)
+
+# Goals here, on this machine (arm64 Lambda is slower, see the README).
+COLD_START_GOALS = {"stream": 400.0, "authorizer": 150.0}
+COLD_START_DEFAULT_GOAL = 300.0
+
+
+def cold_starts(runs: int) -> tuple[list[Row], list[str], dict[str, Any]]:
+    """Every function of ``sam build``'s output started as Lambda starts it (``local.lambda_check``), ``runs`` times:
+    init (spawn to ready: the handler imported by the runtime stand-in, or ``run.sh`` answering the readiness path)
+    and the first request, with the layer's ``.pyc`` as deployed; the same layer without ``.pyc`` alongside, run
+    for run, as the before/after ratio."""
+    from local.artifact import build
+    from local.lambda_check import host_arch, layer_without_pyc, measure, namespace_ready
+
+    section = f"cold start of the built artifact ({host_arch()}), Lambda-like env, median of {runs} (p99 col = worst)"
+    log(section)
+    why = namespace_ready()
+    if why:
+        return [], [f"cold start rows skipped: {why}"], {}
+    result = build(host_arch())
+    with_pyc: dict[str, list[Any]] = {}
+    without: dict[str, list[Any]] = {}
+    with layer_without_pyc(result.layer_dir) as bare:
+        for _ in range(runs):  # interleaved, so machine drift hits both alike
+            for name, found in measure(result, 1).items():
+                with_pyc.setdefault(name, []).extend(found)
+            for name, found in measure(result, 1, layer=bare).items():
+                without.setdefault(name, []).extend(found)
+    rows: list[Row] = []
+    notes: list[str] = []
+    raw: dict[str, Any] = {}
+    for name in sorted(with_pyc, key=lambda n: (n != "stream", n != "authorizer", n)):
+        good = [r for r in with_pyc[name] if not r.problems]
+        bare_runs = [r for r in without.get(name, []) if not r.problems]
+        if len(good) < len(with_pyc[name]):
+            notes.append(
+                f"{name}: {len(with_pyc[name]) - len(good)} cold start(s) FAILED: {with_pyc[name][0].problems}"
+            )
+        init = [r.init_ms for r in good]
+        first = [r.first_request_ms for r in good]
+        bare_init = [r.init_ms for r in bare_runs]
+        goal = COLD_START_GOALS.get(name, COLD_START_DEFAULT_GOAL)
+        rows.append(
+            Row(
+                f"{name} init, .pyc as deployed (ms)",
+                len(init),
+                pct(init, 0.5),
+                max(init, default=float("nan")),
+                [le(goal)],
+                " ms",
+                section,
+            )
+        )
+        rows.append(
+            Row(
+                f"{name} init without .pyc / with (x)",
+                len(bare_init),
+                pct(bare_init, 0.5) / pct(init, 0.5) if init else float("nan"),
+                None,
+                [],
+                "",
+                section,
+            )
+        )
+        rows.append(
+            Row(
+                f"{name} first request (ms)",
+                len(first),
+                pct(first, 0.5),
+                max(first, default=float("nan")),
+                [],
+                " ms",
+                section,
+            )
+        )
+        raw[name] = {"init_ms": init, "first_request_ms": first, "init_ms_without_pyc": bare_init}
+    return rows, notes, raw
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Main
 
 
@@ -1168,6 +1249,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--import-runs", type=int, default=5, help="measured interpreters per handler (default 5)")
     parser.add_argument(
+        "--cold-start-runs",
+        type=int,
+        default=3,
+        help="cold starts of each built function, with and without .pyc (default 3; 0 skips the build)",
+    )
+    parser.add_argument(
         "--server-log",
         type=Path,
         default=Path(tempfile.gettempdir()) / "bench-servers.log",
@@ -1222,6 +1309,10 @@ def main(argv: list[str] | None = None) -> int:
     import_rows, import_notes, raw["imports"] = imports(args.import_runs)
     rows += import_rows
     notes += import_notes
+    if args.cold_start_runs:
+        cold_rows, cold_notes, raw["cold_starts"] = cold_starts(args.cold_start_runs)
+        rows += cold_rows
+        notes += cold_notes
     notes += server_log_notes(args.server_log)
     duration = time.perf_counter() - started
 

@@ -56,9 +56,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.artifact import Architecture, BuildResult, build
+from local.artifact import Architecture, BuildResult, build, check_elf
 
-__all__ = ["Invocation", "LambdaFunction", "check", "functions", "main", "measure"]
+__all__ = ["Invocation", "LambdaFunction", "check", "functions", "host_arch", "layer_without_pyc", "main", "measure"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DIR = ROOT / "local" / "lambda_runtime"
@@ -181,6 +181,11 @@ def spawn(fn: LambdaFunction, layer: Path, command: list[str], env: dict[str, st
 # The built template
 
 
+def _placeholder(name: str) -> str:
+    """A resource the local moto does not have: a recognisable value (a function touching it fails visibly)."""
+    return f"lambda-check-no-{name.replace('.', '-').lower()}"
+
+
 def _resolve(node: Any, refs: dict[str, Any], conditions: dict[str, Any]) -> Any:
     """CloudFormation intrinsics used in environment variables, evaluated with ``refs`` (parameters, pseudo
     parameters, resources) and the template's conditions."""
@@ -192,10 +197,10 @@ def _resolve(node: Any, refs: dict[str, Any], conditions: dict[str, Any]) -> Any
             return item
         ((key, value),) = item.items()
         if key == "Ref":
-            return refs[value]
+            return refs[value] if value in refs else _placeholder(value)
         if key == "Fn::GetAtt":
             target = value if isinstance(value, str) else ".".join(value)
-            return refs[target]
+            return refs[target] if target in refs else _placeholder(target)
         if key == "Fn::Join":
             return str(value[0]).join(str(walk(part)) for part in walk(value[1]))
         if key == "Fn::Select":
@@ -267,7 +272,8 @@ def functions(result: BuildResult, resources: dict[str, str], parameters: dict[s
             **((globals_fn.get("Environment") or {}).get("Variables") or {}),
             **((res.get("Properties", {}).get("Environment") or {}).get("Variables") or {}),
         }
-        env = {key: str(_resolve(value, refs, conditions)) for key, value in variables.items()}
+        resolved = {key: _resolve(value, refs, conditions) for key, value in variables.items()}
+        env = {key: str(value) for key, value in resolved.items() if value != {"Ref": "AWS::NoValue"}}
         out.append(
             LambdaFunction(
                 logical_id=logical_id,
@@ -548,16 +554,19 @@ EXPECTED: dict[str, Expectation] = {
 }
 
 
-def check(result: BuildResult, *, verbose: bool = True) -> list[Invocation]:
-    """Start every function of the build once, as Lambda would; each :class:`Invocation` lists its problems."""
+def check(result: BuildResult, *, verbose: bool = True, layer: Path | None = None) -> list[Invocation]:
+    """Start every function of the build once, as Lambda would; each :class:`Invocation` lists its problems.
+
+    ``layer`` replaces the built layer directory (the bench's copy without ``.pyc``)."""
     runs: list[Invocation] = []
+    layer_dir = layer or result.layer_dir
     with local_aws() as aws:
         endpoint = aws.pop("endpoint")
         fns = {fn.name: fn for fn in functions(result, aws, {"Architecture": result.arch})}
         subs = {SAMPLE_RESPONSE_ID: SAMPLE_RESPONSE_ID, SAMPLE_CONVERSATION_ID: SAMPLE_CONVERSATION_ID}
         for fn in (f for f in fns.values() if f.streams):
             run = Invocation(fn.name)
-            stream = start_stream(fn, result.layer_dir, endpoint)
+            stream = start_stream(fn, layer_dir, endpoint)
             try:
                 run.init_ms = stream.wait_ready()
                 run.problems, stored_id, run.first_request_ms = exercise_stream(stream)
@@ -572,7 +581,7 @@ def check(result: BuildResult, *, verbose: bool = True) -> list[Invocation]:
         missing = sorted(set(fns) - set(EXPECTED) - {f.name for f in fns.values() if f.streams})
         for name in [n for n in EXPECTED if n in fns] + missing:
             fn = fns[name]
-            run, returned = invoke_buffered(fn, result.layer_dir, endpoint, _events(name, subs))
+            run, returned = invoke_buffered(fn, layer_dir, endpoint, _events(name, subs))
             if not run.problems:
                 problem = EXPECTED.get(name, _status(*range(200, 500)))(returned)
                 if problem:
@@ -596,16 +605,28 @@ def check(result: BuildResult, *, verbose: bool = True) -> list[Invocation]:
     return runs
 
 
-def measure(result: BuildResult, runs: int) -> dict[str, list[Invocation]]:
+def measure(result: BuildResult, runs: int, *, layer: Path | None = None) -> dict[str, list[Invocation]]:
     """``runs`` cold starts of every function (each a fresh process and namespace), for ``make bench``."""
     out: dict[str, list[Invocation]] = {}
     for _ in range(runs):
-        for run in check(result, verbose=False):
+        for run in check(result, verbose=False, layer=layer):
             out.setdefault(run.function, []).append(run)
     return out
 
 
-def _host_arch() -> Architecture:
+@contextmanager
+def layer_without_pyc(layer: Path) -> Iterator[Path]:
+    """A copy of ``layer`` (hard links, so it is quick) without any ``__pycache__``: the layer as shipped before
+    it was precompiled, for a side-by-side figure."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="layer-no-pyc-", dir=layer.parent) as tmp:
+        copy = Path(tmp) / "layer"
+        shutil.copytree(layer, copy, copy_function=os.link, ignore=shutil.ignore_patterns("__pycache__"))
+        yield copy
+
+
+def host_arch() -> Architecture:
     return "arm64" if os.uname().machine in ("aarch64", "arm64") else "x86_64"
 
 
@@ -613,22 +634,48 @@ def main(argv: list[str] | None = None) -> int:
     """Build for this machine, run every function as Lambda would; exit status 0 when all pass."""
     parser = argparse.ArgumentParser(prog="python -m local.lambda_check", description=__doc__.splitlines()[0])
     parser.add_argument("--build-dir", type=Path, default=None, help="default: .aws-sam/lambda-check/<arch>")
+    parser.add_argument("--no-elf-check", action="store_true", help="skip the arm64 build and its ELF check")
     args = parser.parse_args(argv)
     started = time.monotonic()
     why = namespace_ready()
     if why:
         print(f"[lambda-check] FAILED: {why}")
         return 1
-    arch = _host_arch()
+    arch = host_arch()
+    # The arm64 build (what deploys) and its ELF check run meanwhile: both builds mostly wait on pip.
+    elf = None
+    if arch != "arm64" and not args.no_elf_check:
+        command = [sys.executable, "-m", "local.artifact", "elf-check"]
+        elf = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     print(f"[lambda-check] sam build for {arch} (this machine), precompiled and stripped as deployed")
-    result = build(arch, args.build_dir)
+    try:
+        result = build(arch, args.build_dir)
+    except Exception:
+        if elf is not None:
+            elf.kill()
+            elf.wait()
+        raise
     print(f"    {'built' if result.rebuilt else 'inputs unchanged, reused'} {result.build_dir} ({result.seconds:.0f}s)")
     print(f"[lambda-check] every function started as Lambda starts it ({shlex.join(_unshare())}, env -i)")
     runs = check(result)
     failed = [run for run in runs if run.problems]
+    elf_failed = False
+    if elf is not None:
+        print("[lambda-check] the arm64 build (sam deploy's) and its shared objects")
+        output, _ = elf.communicate()
+        print("\n".join(f"    {line}" for line in output.strip().splitlines()))
+        elf_failed = elf.returncode != 0
+    elif arch == "arm64":  # this machine's build is the deployed one
+        problems, checked = check_elf(result.layer_dir, "arm64")
+        print(f"[lambda-check] {checked} shared objects of the arm64 layer checked")
+        print("".join(f"  - {problem}\n" for problem in problems), end="")
+        elf_failed = bool(problems)
     elapsed = time.monotonic() - started
-    if failed:
-        print(f"[lambda-check] FAILED ({len(failed)} of {len(runs)} functions, {elapsed:.0f}s)")
+    if failed or elf_failed:
+        elf_verdict = "FAILED" if elf_failed else "ok"
+        print(
+            f"[lambda-check] FAILED ({len(failed)} of {len(runs)} functions, arm64 ELF {elf_verdict}, {elapsed:.0f}s)"
+        )
         return 1
     print(f"[lambda-check] OK ({len(runs)} functions, {elapsed:.0f}s)")
     return 0

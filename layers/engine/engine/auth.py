@@ -193,14 +193,9 @@ def _single_key(secret_arn: str, max_age: float) -> str:
     """The one key of single-user mode: the secret's string, or its ``api_key`` field when it is JSON."""
     if not secret_arn:
         raise RuntimeError("AUTH_MODE=single needs API_KEY_SECRET_ARN")
-    import json
+    from engine.keysecret import key_from_secret
 
-    from aws_lambda_powertools.utilities import parameters
-
-    raw = str(parameters.get_secret(secret_arn, max_age=max(int(max_age), 1)))
-    if raw.lstrip().startswith("{"):
-        return str(json.loads(raw)["api_key"])
-    return raw.strip()
+    return key_from_secret(secret_arn, max_age)
 
 
 @lru_cache(maxsize=1)

@@ -66,6 +66,11 @@ class Settings(BaseModel):
     api_key_secret_arn: str = ""
     # Seconds the stream function caches a key lookup when it checks keys itself (function URL requests).
     auth_cache_seconds: float = Field(default=300.0, ge=0)
+    # Function URL requests (no usage plan in front): the usage plan's limits, enforced by the function per key
+    # (engine.limits). 0 turns a limit off. The template passes RateLimit, QuotaLimit and QuotaPeriod.
+    function_url_rate_limit: int = Field(default=0, ge=0)
+    function_url_quota_limit: int = Field(default=0, ge=0)
+    function_url_quota_period: Literal["DAY", "WEEK", "MONTH"] = "MONTH"
     # Unknown request fields, unsupported hosted tools: ignored and logged (default), or a 400 as on OpenAI.
     strict_requests: bool = False
     # Key for reasoning sealed into encrypted_content: a Secrets Manager secret deployed, a plain value locally.

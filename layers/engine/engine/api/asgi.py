@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from engine.api.tenancy import tenant_from_authorizer
 from engine.auth import bearer_token, function_url_authenticator
 from engine.errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
+from engine.limits import enforce_function_url_limits
 from engine.models.request import ResponseCreateParams
 from engine.observability import logger, metrics
 from engine.responses.background import check_streamable, replay, submit
@@ -54,6 +55,7 @@ async def request_tenant(request: Request, context: dict[str, Any]) -> str:
         return tenant_from_authorizer(authorizer)
     token = bearer_token(request.headers.get("authorization"))
     identity = await asyncio.to_thread(function_url_authenticator().authenticate, token)
+    await asyncio.to_thread(enforce_function_url_limits, identity)  # the usage plan's limits, which the URL skips
     return identity.tenant
 
 

@@ -196,10 +196,9 @@ class ChatCompletionsProvider:
         if settings.upstream_api_key is not None:
             return settings.upstream_api_key.get_secret_value()
         if settings.upstream_api_key_secret_arn:
-            from aws_lambda_powertools.utilities import parameters
+            from engine.keysecret import key_from_secret
 
-            secret = parameters.get_secret(settings.upstream_api_key_secret_arn, max_age=300)
-            return str(secret).strip()
+            return key_from_secret(settings.upstream_api_key_secret_arn, max_age=300)  # a string, or {"api_key"}
         return None
 
     def _client(self) -> aiohttp.ClientSession:

@@ -1,12 +1,14 @@
 """Storage: small repository interfaces (``base``) with DynamoDB and Step Functions behind them.
 
 ``codec`` (the one attribute codec), ``table`` (client, paged queries, batch writes), ``responses``,
-``conversations``, ``keys``, ``prompts``, ``executions``; ``clients`` makes the AWS clients, on first use.
+``conversations``, ``keys``, ``prompts``, ``executions``, ``ratelimit`` (per-key request counters); ``clients`` makes
+the AWS clients, on first use.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from engine.storage.base import (
     ConversationStore,
@@ -17,6 +19,9 @@ from engine.storage.base import (
     ResponseStore,
     StoredContext,
 )
+
+if TYPE_CHECKING:
+    from engine.storage.ratelimit import DynamoRequestCounter
 
 __all__ = [
     "ConversationStore",
@@ -30,6 +35,7 @@ __all__ = [
     "get_executions",
     "get_key_store",
     "get_prompt_store",
+    "get_request_counter",
     "get_store",
 ]
 
@@ -75,3 +81,12 @@ def get_executions() -> Executions:
     from engine.storage.executions import StepFunctionsExecutions
 
     return StepFunctionsExecutions(get_settings().state_machine_arn)
+
+
+@lru_cache(maxsize=1)
+def get_request_counter() -> DynamoRequestCounter:
+    """Per-key request counters (the function URL's rate limit and quota, ``engine.limits``)."""
+    from engine.settings import get_settings
+    from engine.storage.ratelimit import DynamoRequestCounter
+
+    return DynamoRequestCounter(get_settings().table_name)
