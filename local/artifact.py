@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -144,7 +145,10 @@ def build(arch: Architecture = "arm64", build_dir: Path | None = None, *, force:
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"sam build ({arch}) failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    as_built = layer_size(build_dir / LAYER)
     pyc, stripped, skipped = finish(build_dir)
+    sizes = {"as_built": as_built, "as_deployed": layer_size(build_dir / LAYER)}
+    (build_dir / ".layer-size.json").write_text(json.dumps(sizes) + "\n")
     stamp.write_text(digest + "\n")
     return BuildResult(arch, build_dir, True, time.monotonic() - started, pyc, stripped, skipped)
 
@@ -241,7 +245,7 @@ def check_elf(layer_dir: Path, arch: Architecture = "arm64") -> tuple[list[str],
 
 def layer_size(layer_dir: Path) -> tuple[int, int]:
     """``(unzipped bytes, zipped bytes)`` of a built layer, zipped as ``sam deploy`` does (deflate)."""
-    files = sorted(p for p in layer_dir.rglob("*") if p.is_file() and p.name != ".inputs-sha256")
+    files = sorted(p for p in layer_dir.rglob("*") if p.is_file())
     unzipped = sum(p.stat().st_size for p in files)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -273,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print(f"[artifact] {result.build_dir}: inputs unchanged, build reused")
-    unzipped, zipped = layer_size(result.layer_dir)
-    print(f"[artifact] engine layer: {unzipped / 2**20:.1f} MiB unzipped, {zipped / 2**20:.1f} MiB zipped")
+    recorded = result.build_dir / ".layer-size.json"
+    sizes = json.loads(recorded.read_text()) if recorded.is_file() else {"as_deployed": layer_size(result.layer_dir)}
+    for label, (unzipped, zipped) in sizes.items():
+        what = label.replace("_", " ")
+        print(f"[artifact] engine layer {what}: {unzipped / 2**20:.1f} MiB unzipped, {zipped / 2**20:.1f} MiB zipped")
     if args.command == "elf-check":
         problems, checked = check_elf(result.layer_dir, "arm64")
         for problem in problems:
