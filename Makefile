@@ -13,12 +13,13 @@ PYTHON_FOR_UV := $(or $(PY313),$(shell command -v python3))
 UV := $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
 VENV_PY := .venv/bin/python
 
-.PHONY: help bootstrap serve test lint template-check lambda-check bench build deploy delete moto format layer-requirements layer-requirements-check clean
+.PHONY: help bootstrap serve test lint template-check lambda-check bench faults build deploy delete moto format layer-requirements layer-requirements-check clean
 
 help:
 	@echo "make serve   start the local stack on http://127.0.0.1:$(PORT)/v1"
 	@echo "make test    lint, type checks, template checks and the whole test suite"
 	@echo "make bench   local stack vs the bare scripted upstream, side by side"
+	@echo "make faults  the whole fault suite (chaos upstream, MCP faults, moto paused); make test runs a subset"
 	@echo "make lint    ruff + mypy;  make build / deploy   sam build (arm64) / sam deploy (GUIDED=1: --guided)"
 	@echo "make lambda-check   the built artifact started as Lambda starts it (part of make test)"
 
@@ -72,6 +73,10 @@ test: lint template-check layer-requirements-check lambda-check .cache/npm/.inst
 
 bench: bootstrap
 	$(VENV_PY) -m local.bench
+
+# every fault case (chaos upstream, MCP faults, moto paused, disconnects, credential scan); make test runs --quick
+faults: bootstrap
+	$(VENV_PY) -m local.faults
 
 # sam build for arm64 into .aws-sam/build (what sam deploy uploads), the layer precompiled and stripped.
 build: bootstrap .cache/sam/.synced layer-requirements

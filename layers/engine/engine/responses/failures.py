@@ -47,6 +47,11 @@ def failure_of(exc: BaseException) -> Failure:
     """The failure an exception raised inside a turn stands for (logged here, once)."""
     if isinstance(exc, ProviderError):
         logger.warning("upstream failed", extra={"code": exc.code, "status": exc.status, "error": exc.message})
+        # the same classes whichever provider raised it (Bedrock's ResourceNotFound is a 404, AccessDenied a 403)
+        if exc.status == 404:
+            exc.code = "model_not_found"
+        elif exc.status in (401, 403):
+            exc.code = "server_error"
         return Failure(exc.code, exc.message, _type_of(exc), exc.retry_after)
     if isinstance(exc, APIError):  # a request a later step found invalid (a chain deleted meanwhile)
         logger.warning("a run's request failed", extra={"code": exc.code, "error": exc.message})
