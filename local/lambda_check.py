@@ -258,6 +258,14 @@ def functions(result: BuildResult, resources: dict[str, str], parameters: dict[s
             "AWS::URLSuffix": "amazonaws.com",
         }
     )
+    # Resources the local moto does not stand in for resolve as CloudFormation names them: a function by its
+    # deployed name and ARN, anything else (an API id, a log group) by a stable placeholder.
+    for logical_id, res in (built.get("Resources") or {}).items():
+        if res.get("Type") == "AWS::Serverless::Function":
+            refs[logical_id] = f"{STACK}-{logical_id}"
+            refs[f"{logical_id}.Arn"] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{logical_id}"
+        else:
+            refs.setdefault(logical_id, f"{logical_id.lower()}-local")
     refs.update(resources)
     # Any other resource a variable names (a function to invoke, a bucket): a name shaped like CloudFormation's.
     for logical_id in built.get("Resources") or {}:
@@ -314,7 +322,7 @@ def local_aws() -> Iterator[dict[str, str]]:
     resource values the functions' variables resolve to (plus ``endpoint``)."""
     import boto3
 
-    from local.aws import create_table, seed_api_keys, start_moto, state_machine_arn
+    from local.aws import create_buckets, create_table, seed_api_keys, start_moto, state_machine_arn
     from local.template import load_template
 
     moto = start_moto(wait=False)
@@ -325,15 +333,24 @@ def local_aws() -> Iterator[dict[str, str]]:
         secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name=f"{STACK}-reasoning-key", SecretString=uuid.uuid4().hex + uuid.uuid4().hex
         )
-        machine = state_machine_arn("BackgroundStateMachine")
-        yield {
+        template = load_template()
+        values = {
             "Table": TABLE,
             "Table.Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}",
             "ReasoningKeySecret": str(secret["ARN"]),
-            "BackgroundStateMachine": machine,
-            "BackgroundStateMachine.Name": machine.rsplit(":", 1)[-1],
             "endpoint": moto.endpoint,
         }
+        # Every bucket and state machine of the template, as the local stack names them (the functions' variables
+        # and policies may reference any of them).
+        for bucket in create_buckets(template):
+            for logical_id in template.buckets:
+                values[logical_id] = bucket
+                values[f"{logical_id}.Arn"] = f"arn:aws:s3:::{bucket}"
+        for logical_id in template.state_machines:
+            machine = state_machine_arn(logical_id)
+            values[logical_id] = machine
+            values[f"{logical_id}.Name"] = machine.rsplit(":", 1)[-1]
+        yield values
     finally:
         moto.stop()
 
@@ -550,6 +567,17 @@ def _served(result: Any) -> str | None:
     return None if isinstance(result, dict) and "responses" in result else f"expected a worker result: {result!r}"
 
 
+def _keys(*keys: str) -> Expectation:
+    """A non-HTTP function (a state machine task, an asynchronous invoke) answers a dict with these keys."""
+
+    def expect(result: Any) -> str | None:
+        if isinstance(result, dict) and all(key in result for key in keys):
+            return None
+        return f"expected a result with {keys}: {str(result)[:300]}"
+
+    return expect
+
+
 # Order matters: reads first, then writes, the deletes last. A sample id that names nothing is a 404 (OpenAI-shaped;
 # still a full trip through the handler and the table); no function may answer 5xx.
 EXPECTED: dict[str, Expectation] = {
@@ -573,6 +601,7 @@ EXPECTED: dict[str, Expectation] = {
     "ws_message": _status(200),
     "ws_worker": _served,
     "ws_disconnect": _status(200),
+    "ingest": _keys("status"),
     "delete_response": _status(200),
 }
 
