@@ -258,14 +258,6 @@ def functions(result: BuildResult, resources: dict[str, str], parameters: dict[s
             "AWS::URLSuffix": "amazonaws.com",
         }
     )
-    # Resources the local moto does not stand in for resolve as CloudFormation names them: a function by its
-    # deployed name and ARN, anything else (an API id, a log group) by a stable placeholder.
-    for logical_id, res in (built.get("Resources") or {}).items():
-        if res.get("Type") == "AWS::Serverless::Function":
-            refs[logical_id] = f"{STACK}-{logical_id}"
-            refs[f"{logical_id}.Arn"] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{STACK}-{logical_id}"
-        else:
-            refs.setdefault(logical_id, f"{logical_id.lower()}-local")
     refs.update(resources)
     # Any other resource a variable names (a function to invoke, a bucket): a name shaped like CloudFormation's.
     for logical_id in built.get("Resources") or {}:
