@@ -22,6 +22,10 @@ Endpoints (each also answers under a ``/v1`` prefix, so ``{base_url}/chat/comple
 * ``POST /v1/embeddings`` - deterministic embeddings (``input`` a string or a list of strings, ``dimensions``
   default 256): feature hashing of the lower-cased words (blake2b of each word picks a dimension and a sign),
   L2-normalised, so texts sharing words are close. Logged like chat requests; not counted in ``/_stats``.
+* ``logprobs: true`` in the request: each streamed content chunk carries ``logprobs.content`` (one entry per
+  chunk: its text as the token, logprob ``-0.5``, its UTF-8 bytes, and ``top_logprobs`` alternatives
+  ``alt1``… at ``-1.5``…). ``service_tier`` in the request: the usage chunk reports it (``auto`` as
+  ``default``).
 * ``GET /health`` - ``200 ok``. ``GET /v1/models`` lists the configured model.
 * Unknown path -> 404, wrong method -> 405, unparsable JSON or no ``messages`` list -> 400; all with an OpenAI error
   envelope ``{"error": {"message", "type", "code", "param"}}``.
@@ -42,6 +46,8 @@ case-sensitive, may appear anywhere (as whole words) and combine:
 * ``REASON <word>`` - first the reasoning ``thinking about <word>`` (streamed word by word as
   ``choices[0].delta.reasoning_content``; non-streamed as ``message.reasoning_content``), then the content.
 * ``LENGTH`` - ``finish_reason`` is ``"length"`` (whatever the reply, tool calls included).
+* ``CONTEXT <n>`` - the model's context is <n> words: a prompt of more words (all messages' texts) is refused at
+  once with HTTP 400 ``context_length_exceeded`` ("This model's maximum context length is <n> tokens…").
 * ``REPLY <text>`` - the content is exactly <text>: everything after ``REPLY`` and one space up to the end of the line
   (``\\r`` excluded). A bare ``REPLY`` at the end of a line means an empty reply; several REPLY lines are joined with
   ``"\\n"``.
@@ -161,11 +167,12 @@ class Script:
     hang: bool = False
     reason: str | None = None
     length: bool = False
+    context_limit: int | None = None
     reply: str | None = None
     calls: list[ToolCall] = field(default_factory=list)
 
 
-_ANY_DIRECTIVE_RE = re.compile(r"FAIL|SLOW|TTFT|HANG|REASON|LENGTH|REPLY|CALL")
+_ANY_DIRECTIVE_RE = re.compile(r"FAIL|SLOW|TTFT|HANG|REASON|LENGTH|REPLY|CALL|CONTEXT")
 # REPLY / CALL own the rest of their line; one regex so that whichever comes first on a line wins.
 _PAYLOAD_RE = re.compile(
     r"\bREPLY(?:[ \t](?P<reply>[^\r\n]*)|(?=[\r\n]|$))"
@@ -178,6 +185,7 @@ _TTFT_RE = re.compile(r"\bTTFT[ \t]+(\d+(?:\.\d+)?)\b")
 _HANG_RE = re.compile(r"\bHANG\b")
 _REASON_RE = re.compile(r"\bREASON[ \t]+(\S+)")
 _LENGTH_RE = re.compile(r"\bLENGTH\b")
+_CONTEXT_RE = re.compile(r"\bCONTEXT[ \t]+(\d+)\b")
 
 
 def parse_directives(text: str) -> Script:
@@ -208,6 +216,8 @@ def parse_directives(text: str) -> Script:
     if m := _REASON_RE.search(rest):
         script.reason = m.group(1)
     script.length = bool(_LENGTH_RE.search(rest))
+    if m := _CONTEXT_RE.search(rest):
+        script.context_limit = int(m.group(1))
     return script
 
 
@@ -589,6 +599,16 @@ class ScriptedUpstream:
             self.bytes_sent += len(SCRIPTED_FAILURE_BODY)
             await _send_json(send, status, SCRIPTED_FAILURE_BODY)
             return
+        words = sum(count_words(message_text(m.get("content"))) for m in messages)
+        if script.context_limit is not None and words > script.context_limit:
+            message = (
+                f"This model's maximum context length is {script.context_limit} tokens. However, your messages "
+                f"resulted in {words} tokens. Please reduce the length of the messages."
+            )
+            body = _error_body(message, "invalid_request_error", "context_length_exceeded", "messages")
+            self.bytes_sent += len(body)
+            await _send_json(send, 400, body)
+            return
         config = self.config
         ttft = (script.ttft_ms if script.ttft_ms is not None else config.ttft_ms) / 1000
         gap = (script.slow_ms if script.slow_ms is not None else config.chunk_ms) / 1000 if stream else 0.0
@@ -648,7 +668,11 @@ class ScriptedUpstream:
         head = f'data: {{"id":"{completion_id}","object":"chat.completion.chunk","created":{created},"model":'
         prefix = (head + _dumps(model) + ',"choices":[{"index":0,"delta":').encode()
         deltas = _stream_deltas(reply, script.fail_midstream)
-        frames = [prefix + _dumps(delta).encode() + b',"logprobs":null,"finish_reason":null}]}\n\n' for delta in deltas]
+        top = int(payload.get("top_logprobs") or 0) if payload.get("logprobs") else -1
+        frames = [
+            prefix + _dumps(delta).encode() + b',"logprobs":' + _logprobs(delta, top) + b',"finish_reason":null}]}\n\n'
+            for delta in deltas
+        ]
         if flight is not None:
             flight.started = True
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
@@ -669,11 +693,27 @@ class ScriptedUpstream:
                 "model": model,
             }
             usage |= {"choices": [], "usage": reply.usage()}
+            tier = payload.get("service_tier")
+            if isinstance(tier, str):
+                usage["service_tier"] = "default" if tier == "auto" else tier
             tail += b"data: " + _dumps(usage).encode() + b"\n\n"
         tail += _DONE
         self.bytes_sent += len(tail)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return True
+
+
+def _logprobs(delta: dict[str, Any], top: int) -> bytes:
+    """``choices[0].logprobs`` of a content chunk when the request asked for them (``top`` >= 0), else null."""
+    text = delta.get("content")
+    if top < 0 or not isinstance(text, str):
+        return b"null"
+
+    def token(value: str, logprob: float) -> dict[str, Any]:
+        return {"token": value, "logprob": logprob, "bytes": list(value.encode())}
+
+    alternatives = [token(text, -0.5)] + [token(f"alt{k}", -0.5 - k) for k in range(1, top)]
+    return _dumps({"content": [token(text, -0.5) | {"top_logprobs": alternatives[:top]}], "refusal": None}).encode()
 
 
 def _stream_deltas(reply: Reply, fail_midstream: bool) -> list[dict[str, Any]]:

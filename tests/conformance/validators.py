@@ -44,8 +44,8 @@ ALLOWLIST: dict[str, str] = {
         "union only"
     ),
     "openai-only-events": (
-        "Open Responses defines no MCP or custom-tool stream events: response.mcp_* and "
-        "response.custom_tool_call_input.* are checked against openai's types only"
+        "Open Responses defines no MCP, custom-tool or compaction stream events: response.mcp_*, "
+        "response.custom_tool_call_input.* and response.compaction.compacting are checked against openai's types only"
     ),
     "json-schema-format-schema": (
         "openresponses-types 2.4.0 types JsonSchemaResponseFormat.schema as None (generator bug: the spec's "
@@ -70,6 +70,7 @@ OPENAI_ONLY_EVENT_PREFIXES = (
     "response.mcp_call_arguments.",
     "response.mcp_call.",
     "response.custom_tool_call_input.",
+    "response.compaction.",
 )
 REASONING_TEXT_RENAMES = {
     "response.reasoning_text.delta": "response.reasoning.delta",

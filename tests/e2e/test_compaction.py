@@ -10,6 +10,8 @@ import openai
 
 from engine.responses.compaction import COMPACTION_PROMPT
 from engine.responses.input import SUMMARY_PREFIX
+from tests.conformance.sse import check_framing, post_stream
+from tests.conformance.validators import validate_events
 from tests.conftest import UpstreamLog
 
 HISTORY: list[Any] = [
@@ -140,3 +142,59 @@ def test_input_tokens_count_the_summary_not_what_it_replaced(client: openai.Open
     users_only = client.responses.input_tokens.count(model="m", input=[HISTORY[0], HISTORY[2]]).input_tokens
     summary_tokens = (len(SUMMARY_PREFIX + SUMMARY) + 3) // 4
     assert after < full and after >= users_only + summary_tokens
+
+
+THRESHOLD: Any = [{"type": "compaction", "compact_threshold": 500}]
+
+
+def test_context_management_compacts_before_the_turn(client: openai.OpenAI, upstream: UpstreamLog):
+    answer = client.responses.create(
+        model="m", input=[*HISTORY, {"role": "user", "content": "Go on."}], context_management=THRESHOLD
+    )
+    assert answer.status == "completed"
+    compaction, message = answer.output
+    assert compaction.type == "compaction" and compaction.encrypted_content.startswith("cmp2.")
+    assert message.type == "message"
+    summarize, turn = _chat(upstream)
+    assert summarize["messages"][-1]["content"] == COMPACTION_PROMPT and len(summarize["messages"]) == 5
+    summary = f"roles=user,assistant,user,user,user; last={COMPACTION_PROMPT}"
+    assert turn["messages"] == [
+        {"role": "user", "content": HISTORY[0]["content"]},
+        {"role": "user", "content": HISTORY[2]["content"]},
+        {"role": "user", "content": "Go on."},
+        {"role": "user", "content": SUMMARY_PREFIX + summary},
+    ]
+    # both upstream calls are this response's usage (the scripted model counts words)
+    words = [sum(len(m["content"].split()) for m in request["messages"]) for request in (summarize, turn)]
+    assert answer.usage is not None and answer.usage.input_tokens == sum(words)
+    # the chain continues from the compaction: the model sees the window, not the history again
+    upstream.clear()
+    client.responses.create(model="m", previous_response_id=answer.id, input="Next.", context_management=THRESHOLD)
+    (turn,) = _chat(upstream)
+    assert [m["content"][:12] for m in turn["messages"]] == [
+        HISTORY[0]["content"][:12], HISTORY[2]["content"][:12], "Go on.", SUMMARY_PREFIX[:12],
+        message.content[0].text[:12], "Next.",  # type: ignore[union-attr]
+    ]  # fmt: skip
+
+
+def test_context_management_below_the_threshold_does_nothing(client: openai.OpenAI, upstream: UpstreamLog):
+    answer = client.responses.create(model="m", input="short", context_management=[{"type": "compaction"}])
+    assert [item.type for item in answer.output] == ["message"] and len(_chat(upstream)) == 1
+
+
+def test_the_compaction_item_is_streamed_as_openai_does(client: openai.OpenAI, http: httpx.Client):
+    body = {"model": "m", "input": HISTORY, "context_management": THRESHOLD, "stream": True}
+    with client.responses.stream(**{k: v for k, v in body.items() if k != "stream"}) as stream:
+        types = [event.type for event in stream]
+        final = stream.get_final_response()
+    start = types.index("response.output_item.added")
+    assert types[start : start + 3] == [
+        "response.output_item.added",
+        "response.compaction.compacting",
+        "response.output_item.done",
+    ]
+    assert [item.type for item in final.output] == ["compaction", "message"]
+    # the raw stream: framing and numbering, and every event valid (the compaction event as openai types it)
+    capture = post_stream(http, {k: v for k, v in body.items() if k != "stream"})
+    check_framing(capture)
+    validate_events([event.data for event in capture.events])

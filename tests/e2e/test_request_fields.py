@@ -54,3 +54,49 @@ def test_background_options_are_accepted_and_echoed(http: httpx.Client):
     assert refused.json()["error"]["param"] == "background_options.completion_window"
     bad = http.post("/responses", json={"model": "m", "input": "x", "background_options": {"completion_window": "1y"}})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "background_options.completion_window"
+
+
+def test_the_tier_the_upstream_reports_is_echoed(client: openai.OpenAI):
+    assert client.responses.create(model="m", input="hi", service_tier="flex").service_tier == "flex"
+    assert client.responses.create(model="m", input="hi", service_tier="auto").service_tier == "default"
+    assert client.responses.create(model="m", input="hi").service_tier == "default"
+    with client.responses.stream(model="m", input="hi", service_tier="priority") as stream:
+        for _ in stream:
+            pass
+        assert stream.get_final_response().service_tier == "priority"
+
+
+def _long_history() -> list[Any]:
+    return [
+        {"role": "user", "content": "first question " + "pad " * 30},
+        {"role": "assistant", "content": "first answer " + "pad " * 30},
+        {"type": "function_call", "call_id": "call_a", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_a", "output": "looked up " + "pad " * 30},
+        {"role": "user", "content": "second question"},
+        {"role": "assistant", "content": "second answer"},
+        {"role": "user", "content": "CONTEXT 60 REPLY it fits now"},
+    ]
+
+
+def test_truncation_auto_drops_the_oldest_items_and_retries_once(client: openai.OpenAI, upstream: UpstreamLog):
+    tool: Any = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
+    answer = client.responses.create(model="m", input=_long_history(), truncation="auto", tools=[tool])
+    assert answer.status == "completed" and answer.output_text == "it fits now" and answer.truncation == "auto"
+    refused, retried = _chat(upstream)
+    assert len(refused["messages"]) == 6  # the call and its output share one assistant message and a tool message
+    # the oldest went first, the call together with its output; the latest user message stayed
+    assert [m["role"] for m in retried["messages"]] == ["user", "assistant", "user"]
+    assert retried["messages"][0]["content"] == "second question"
+    # what was sent is still stored as the response's input
+    assert len(client.responses.input_items.list(answer.id).data) == 7
+
+
+def test_truncation_disabled_keeps_the_upstream_refusal(client: openai.OpenAI, upstream: UpstreamLog):
+    try:
+        answer = client.responses.create(model="m", input=_long_history())
+    except openai.APIStatusError as exc:  # a failed synchronous create is an HTTP error, as on OpenAI
+        assert exc.status_code == 400 and "maximum context length" in exc.message
+    else:
+        assert answer.status == "failed" and answer.error is not None
+        assert "maximum context length" in answer.error.message
+    assert len(_chat(upstream)) == 1

@@ -17,6 +17,7 @@ from pydantic_core import from_json
 
 from engine.ids import new_id
 from engine.models.events import (
+    ResponseCompactionCompactingEvent,
     ResponseCompletedEvent,
     ResponseContentPartAddedEvent,
     ResponseContentPartDoneEvent,
@@ -51,6 +52,7 @@ from engine.models.items import (
     McpCall,
     McpListTools,
     ReasoningText,
+    ResponseCompactionItem,
     ResponseCustomToolCall,
     ResponseFunctionToolCall,
     ResponseOutputMessage,
@@ -363,6 +365,17 @@ class ResponseStream:
             result.calls.append(call)
         self._pending.clear()
         return events, result
+
+    # --- compaction ----------------------------------------------------------------------------------------------
+
+    def compaction(self, item: ResponseCompactionItem) -> list[ResponseStreamEvent]:
+        """A compaction made before a model turn (context_management): ``output_item.added``,
+        ``response.compaction.compacting``, ``output_item.done``, sent once the summary is sealed (an item is
+        never shown half made)."""
+        events = self._close_open()
+        index, added = self._add(item)
+        compacting = self._stamp(ResponseCompactionCompactingEvent(item_id=item.id, output_index=index))
+        return [*events, added, compacting, self._done(index, item)]
 
     # --- MCP items ---------------------------------------------------------------------------------------------
 

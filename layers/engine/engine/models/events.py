@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from engine.models.response import Response
 
 __all__ = [
+    "ResponseCompactionCompactingEvent",
     "ResponseCompletedEvent",
     "ResponseContentPartAddedEvent",
     "ResponseContentPartDoneEvent",
@@ -32,6 +33,10 @@ __all__ = [
     "ResponseOutputItemAddedEvent",
     "ResponseOutputItemDoneEvent",
     "ResponseQueuedEvent",
+    "ResponseReasoningSummaryPartAddedEvent",
+    "ResponseReasoningSummaryPartDoneEvent",
+    "ResponseReasoningSummaryTextDeltaEvent",
+    "ResponseReasoningSummaryTextDoneEvent",
     "ResponseReasoningTextDeltaEvent",
     "ResponseReasoningTextDoneEvent",
     "ResponseStreamEvent",
@@ -136,6 +141,38 @@ class ResponseReasoningTextDoneEvent(_Event):
     text: str
 
 
+class ResponseReasoningSummaryPartAddedEvent(_Event):
+    type: Literal["response.reasoning_summary_part.added"] = "response.reasoning_summary_part.added"
+    item_id: str
+    output_index: int
+    summary_index: int
+    part: dict[str, Any]
+
+
+class ResponseReasoningSummaryPartDoneEvent(_Event):
+    type: Literal["response.reasoning_summary_part.done"] = "response.reasoning_summary_part.done"
+    item_id: str
+    output_index: int
+    summary_index: int
+    part: dict[str, Any]
+
+
+class ResponseReasoningSummaryTextDeltaEvent(_Event):
+    type: Literal["response.reasoning_summary_text.delta"] = "response.reasoning_summary_text.delta"
+    item_id: str
+    output_index: int
+    summary_index: int
+    delta: str
+
+
+class ResponseReasoningSummaryTextDoneEvent(_Event):
+    type: Literal["response.reasoning_summary_text.done"] = "response.reasoning_summary_text.done"
+    item_id: str
+    output_index: int
+    summary_index: int
+    text: str
+
+
 class ResponseFunctionCallArgumentsDeltaEvent(_Event):
     type: Literal["response.function_call_arguments.delta"] = "response.function_call_arguments.delta"
     item_id: str
@@ -154,6 +191,12 @@ class ResponseFunctionCallArgumentsDoneEvent(_Event):
 class _ItemEvent(_Event):
     item_id: str
     output_index: int
+
+
+class ResponseCompactionCompactingEvent(_ItemEvent):
+    """A compaction of the context is being sampled for the compaction item at ``output_index``."""
+
+    type: Literal["response.compaction.compacting"] = "response.compaction.compacting"
 
 
 class ResponseMcpListToolsInProgressEvent(_ItemEvent):
@@ -224,6 +267,11 @@ ResponseStreamEvent = (
     | ResponseTextDoneEvent
     | ResponseReasoningTextDeltaEvent
     | ResponseReasoningTextDoneEvent
+    | ResponseReasoningSummaryPartAddedEvent
+    | ResponseReasoningSummaryPartDoneEvent
+    | ResponseReasoningSummaryTextDeltaEvent
+    | ResponseReasoningSummaryTextDoneEvent
+    | ResponseCompactionCompactingEvent
     | ResponseFunctionCallArgumentsDeltaEvent
     | ResponseFunctionCallArgumentsDoneEvent
     | ResponseMcpListToolsInProgressEvent

@@ -31,10 +31,10 @@ _CREATE_FIELDS = ("model", "input", "instructions", "previous_response_id", "pro
 
 def _http_error(exc: ProviderError) -> APIError:
     """An upstream failure of this buffered endpoint as the HTTP error OpenAI would answer."""
-    if exc.code == "rate_limit_exceeded":
+    if exc.code == "rate_limit_exceeded" or exc.status == 429:
         return RateLimitError(exc.message, code="rate_limit_exceeded")
-    if exc.code == "invalid_prompt":
-        return InvalidRequestError(exc.message, code="invalid_prompt")
+    if exc.code == "invalid_prompt" or (exc.status is not None and 400 <= exc.status < 500):
+        return InvalidRequestError(exc.message, code=exc.code)
     return UpstreamError(exc.message, code="upstream_error")
 
 

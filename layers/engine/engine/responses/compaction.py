@@ -4,24 +4,38 @@ The item's ``encrypted_content`` is the summary sealed like reasoning (``engine.
 to the tenant and to its purpose, named by key id), so a client can neither read nor forge it. Sent back (by
 value, or in a chain), it is opened and the model is shown the summary in place of what it replaced
 (``engine.responses.input.compaction_window``): the user messages are retained, everything else before the
-item is not sent again. Used by ``POST /v1/responses/compact`` and by ``context_management`` on create.
+item is not sent again. Used by ``POST /v1/responses/compact`` and by ``context_management`` on create (before
+a model turn whose context's token estimate passes ``compact_threshold``; the item is streamed as
+``output_item.added`` → ``response.compaction.compacting`` → ``output_item.done``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.ids import new_id
 from engine.models.items import ResponseCompactionItem
+from engine.models.request import ContextManagement
 from engine.providers import ChatRequest, Provider, ProviderError
 from engine.providers.base import TextDelta, Usage
 from engine.responses.input import compaction_window, to_chat_messages
 from engine.sealing import open_sealed, seal
 
-__all__ = ["COMPACTION_PROMPT", "Compaction", "compact_items", "open_summaries", "retained_messages"]
+__all__ = [
+    "COMPACTION_PROMPT",
+    "DEFAULT_COMPACT_THRESHOLD",
+    "Compaction",
+    "compact_items",
+    "compact_threshold",
+    "open_summaries",
+    "retained_messages",
+]
+
+# context_management entries without compact_threshold: compact past this many (estimated) tokens
+DEFAULT_COMPACT_THRESHOLD = 200_000
 
 # The request the upstream answers with the summary, after the whole context it summarizes.
 COMPACTION_PROMPT = (
@@ -42,6 +56,12 @@ class Compaction:
     retained: list[dict[str, Any]]
     usage: Usage
     upstream_seconds: float = 0.0
+
+
+def compact_threshold(entries: Sequence[ContextManagement] | None) -> int | None:
+    """The token estimate past which a create compacts before a model turn (None: never)."""
+    thresholds = [e.compact_threshold or DEFAULT_COMPACT_THRESHOLD for e in entries or () if e.type == "compaction"]
+    return min(thresholds) if thresholds else None
 
 
 def retained_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -73,7 +73,14 @@ class CreateRun:
     def loop_inputs(self) -> LoopInputs:
         """What the turn loop reads from this create."""
         return LoopInputs(
-            self.params, self.chat, self.provider, self.tools, self.approvals, self.context_items, self.summaries
+            self.params,
+            self.chat,
+            self.provider,
+            self.tools,
+            self.approvals,
+            self.context_items,
+            self.summaries,
+            tenant=self.tenant,
         )
 
     def apply(self, outcome: LoopOutcome) -> None:
@@ -225,6 +232,8 @@ async def prepare_create(
         user=params.user,
         safety_identifier=params.safety_identifier,
         prompt_cache_key=params.prompt_cache_key,
+        # the requested tier until the upstream reports the one it used ("auto" is the project default)
+        service_tier="default" if params.service_tier in (None, "auto") else params.service_tier,
         prompt=params.prompt,
         metadata=params.metadata or {},
         background=bool(params.background),

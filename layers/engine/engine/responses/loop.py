@@ -25,10 +25,14 @@ from engine.models.items import McpCall
 from engine.models.request import ResponseCreateParams
 from engine.models.response import InputTokensDetails, OutputTokensDetails, ResponseUsage
 from engine.observability import logger
-from engine.providers import ChatRequest, Provider
+from engine.providers import ChatRequest, Provider, ProviderError
 from engine.providers.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from engine.responses.compaction import compact_items, compact_threshold
+from engine.responses.estimate import estimate_tokens
 from engine.responses.failures import failure_of
 from engine.responses.input import to_chat_messages
+from engine.responses.truncation import is_context_overflow, items_to_drop
+from engine.sealing import open_sealed
 from engine.settings import get_settings
 from engine.streaming import CallKind, ResponseStream, TurnCall
 from engine.tools import ToolSet
@@ -67,6 +71,8 @@ class LoopInputs:
     context_items: Sequence[dict[str, Any]]
     # the summaries of the context's compaction items, by sealed blob (what the model is shown in their place)
     summaries: Mapping[str, str]
+    # whose response this is: compaction seals (and later opens) its summaries for this tenant
+    tenant: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,10 @@ class LoopState(BaseModel):
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # context_management: the turn before which the context was last compacted (one compaction per turn)
+    compacted_turn: int = -1
+    # truncation "auto": ids of the oldest items no longer sent, after the upstream refused the context
+    dropped: list[str] = []
 
     def add(self, usage: Usage) -> None:
         self.input_tokens += usage.input_tokens
@@ -181,6 +191,7 @@ class TurnLoop:
         self.connections = _Connections(inputs.tools)
         self.settings = get_settings()
         self.upstream_seconds = 0.0
+        self.summaries = dict(inputs.summaries)
 
     @property
     def outcome(self) -> LoopOutcome:
@@ -270,6 +281,55 @@ class TurnLoop:
 
         return classify
 
+    def _items(self) -> list[dict[str, Any]]:
+        """The context and this response's output so far: what a turn's messages are made of."""
+        items = [*self.inputs.context_items, *(item.model_dump() for item in self.stream.response.output)]
+        if self.state.dropped:
+            dropped = set(self.state.dropped)
+            items = [item for item in items if item.get("id") not in dropped]
+        return items
+
+    def _messages(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for item in items:  # compaction items made in an earlier step of a background run
+            blob = item.get("encrypted_content") if item.get("type") == "compaction" else None
+            if blob and blob not in self.summaries:
+                self.summaries[blob] = open_sealed(blob, self.inputs.tenant, "compaction", param="output")
+        return to_chat_messages(
+            self.inputs.params.instructions,
+            items,
+            self.inputs.tools.model_name,
+            with_reasoning=self.settings.upstream_accepts_reasoning,
+            summaries=self.summaries,
+        )
+
+    async def _compact(self, items: list[dict[str, Any]]) -> AsyncIterator[ResponseStreamEvent]:
+        """context_management: the context passed its threshold, so it is compacted before this turn; the
+        compaction item joins the output and stands for what it replaced from now on."""
+        inputs = self.inputs
+        await self.checkpoint()
+        compaction = await compact_items(
+            provider=inputs.provider,
+            chat=inputs.chat,
+            instructions=inputs.params.instructions,
+            items=items,
+            tenant=inputs.tenant,
+            summaries=self.summaries,
+            model_name=inputs.tools.model_name,
+        )
+        self.upstream_seconds += compaction.upstream_seconds
+        self.summaries[compaction.item.encrypted_content] = compaction.summary
+        self.state.add(compaction.usage)  # the compaction pass is part of this response's usage
+        self.state.compacted_turn = self.state.turns
+        for event in self.stream.compaction(compaction.item):
+            yield event
+
+    def _truncate(self, items: list[dict[str, Any]], offered: list[dict[str, Any]], exc: ProviderError) -> list[str]:
+        """truncation "auto" and a context the upstream refused as too long: the ids of the items to drop."""
+        if self.inputs.params.truncation != "auto" or not is_context_overflow(exc):
+            return []
+        drop = items_to_drop(items, exc, lambda kept: estimate_tokens(self._messages(kept), offered))
+        return [str(items[i]["id"]) for i in sorted(drop) if items[i].get("id")]
+
     async def turn(self) -> AsyncIterator[ResponseStreamEvent]:
         """One model turn and the MCP calls it made; sets ``state.done`` when the response is answered."""
         state, inputs, stream = self.state, self.inputs, self.stream
@@ -279,28 +339,37 @@ class TurnLoop:
             chat_choice = "none"
         # what the model may call this turn; a call outside it (allowed_tools, tool_choice "none") is suppressed
         callable_now = set() if chat_choice == "none" else {t["function"]["name"] for t in offered}
-        items = [*inputs.context_items, *(item.model_dump() for item in stream.response.output)]
-        chat = inputs.chat.with_turn(
-            messages=to_chat_messages(
-                inputs.params.instructions,
-                items,
-                inputs.tools.model_name,
-                with_reasoning=self.settings.upstream_accepts_reasoning,
-                summaries=inputs.summaries,
-            ),
-            tools=offered,
-            tool_choice=chat_choice,
-        )
+        items = self._items()
+        threshold = compact_threshold(inputs.params.context_management)
+        if threshold is not None and state.compacted_turn < state.turns:
+            if estimate_tokens(self._messages(items), offered) > threshold:
+                async for event in self._compact(items):
+                    yield event
+                items = self._items()
+        chat = inputs.chat.with_turn(messages=self._messages(items), tools=offered, tool_choice=chat_choice)
         await self.checkpoint()
         stream.begin_turn(self._classifier(callable_now))
         state.finish = None
         upstream = inputs.provider.stream(chat).__aiter__()
+        retried = False
         while True:
             waited = time.perf_counter()
             try:
                 delta = await anext(upstream)
             except StopAsyncIteration:
                 break
+            except ProviderError as exc:
+                # truncation "auto": nothing was streamed yet, so the turn can be retried on a shorter context
+                dropped = [] if retried else self._truncate(items, offered, exc)
+                if not dropped:
+                    raise
+                retried = True
+                logger.info("context too long: dropped the oldest items", extra={"dropped": len(dropped)})
+                state.dropped += dropped
+                items = self._items()
+                chat = chat.with_turn(messages=self._messages(items), tools=offered, tool_choice=chat_choice)
+                upstream = inputs.provider.stream(chat).__aiter__()
+                continue
             finally:
                 self.upstream_seconds += time.perf_counter() - waited
             if isinstance(delta, TextDelta):
@@ -311,6 +380,8 @@ class TurnLoop:
                 events = stream.tool_call(delta)
             elif isinstance(delta, Usage):
                 state.add(delta)
+                if delta.service_tier:  # the tier the upstream says it used is the one echoed
+                    stream.response.service_tier = delta.service_tier
                 events = []
             elif isinstance(delta, Finish):
                 state.finish, events = delta.reason, []
