@@ -99,14 +99,28 @@ def test_worker_refuses_events_over_the_message_limit(websocket: None, monkeypat
     assert all(len(json.dumps(e)) <= 1024 for e in events)
 
 
-def test_a_connection_past_its_limit_gets_the_limit_error(websocket: None):
+def test_a_connection_past_its_limit_gets_the_limit_error(websocket: None, monkeypatch: pytest.MonkeyPatch):
+    from engine.storage.connections import ConnectionChannel
+
+    # What is posted, recorded on the way to moto (which forgets a connection's data when it is deleted)
+    posted: list[bytes] = []
+    post = ConnectionChannel.post
+
+    def recording(self: ConnectionChannel, connection_id: str, data: bytes) -> bool:
+        posted.append(data)
+        return post(self, connection_id, data)
+
+    monkeypatch.setattr(ConnectionChannel, "post", recording)
     # A connection opened 61 minutes ago: past the 60 minutes a connection may last, its state not yet expired
     connect = _event("ws_connect")
     connect["requestContext"]["connectedAt"] = int((time.time() - 61 * 60) * 1000)
     _invoke("ws_connect", connect)
     _invoke("ws_worker", _event("ws_worker"))
-    (error,) = _posted()
+    (error,) = [json.loads(data) for data in posted]
     assert error["type"] == "error" and error["error"]["code"] == "websocket_connection_limit_reached"
+    # ...and the connection is closed (DeleteConnection)
+    backend = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
+    assert quote(CONNECTION, safe="") not in backend.connections
 
 
 def test_authorizer_allows_the_connect_route_with_the_tenant(websocket: None):

@@ -372,7 +372,9 @@ async def serve_connection(connection_id: str, request: str | None = None, conne
             served += 1
             if _limit_reached(connection):
                 sender.send(error_message(_limit_error()))
-                continue
+                await sender.close()  # the error goes out before the connection is closed
+                await asyncio.to_thread(_channel().close, connection_id)
+                return served
             try:
                 await _run_turn(connection, body, sender)
             except Exception:
