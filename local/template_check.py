@@ -540,7 +540,7 @@ def check_websocket(template: dict[str, Any]) -> list[str]:
             failures.append(f"{api}: the $default function {default_fn} has no {name}")
     print(
         f"    {api}: routes {', '.join(sorted(routes))}; stage {stages[0] if stages else None}; "
-        f"{len(invoked)} functions invoked, each permitted"
+        f"{len(invoked)} functions invoked by API Gateway"
     )
     return failures
 
