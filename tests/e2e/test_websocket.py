@@ -207,3 +207,21 @@ def test_connection_state_is_deleted_on_disconnect(client: openai.OpenAI, stack:
     while any(r["pk"]["S"] not in before for r in rows()):
         assert time.monotonic() < deadline, "the connection's rows were not deleted on $disconnect"
         time.sleep(0.05)
+
+
+def test_generate_false_prepares_the_next_turn_without_a_model_call(client: openai.OpenAI, upstream: UpstreamLog):
+    with client.responses.connect() as conn:
+        # A warm-up: checked, cached, no model turn
+        warm = _create(conn, input="REPLY context", instructions="be brief", store=False, generate=False)
+        assert upstream.requests() == []
+        turn = _create(conn, input="REPLY go", store=False, previous_response_id=warm[-1].response.id)
+        bad = _error(_create(conn, input="x", generate="no"))
+    assert [e.type for e in warm] == ["response.created", "response.in_progress", "response.completed"]
+    assert warm[-1].response.output == [] and warm[-1].response.status == "completed"
+    # The continuation's context starts with the warm-up's input
+    assert upstream.last_messages() == [
+        {"role": "user", "content": "REPLY context"},
+        {"role": "user", "content": "REPLY go"},
+    ]
+    assert turn[-1].response.output_text == "go"
+    assert bad.error.param == "generate"

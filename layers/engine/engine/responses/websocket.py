@@ -23,6 +23,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncGenerator
 from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
@@ -35,6 +36,7 @@ from engine.models.events import ResponseErrorEvent, ResponseStreamEvent
 from engine.models.request import ResponseCreateParams
 from engine.observability import logger
 from engine.responses.create import CreateRun, prepare_create, run_create
+from engine.responses.persist import store_finished
 from engine.settings import get_settings
 from engine.storage import StoredContext, get_store
 from engine.storage.connections import Connection, ConnectionChannel, ConnectionStore, WorkerInvoker
@@ -105,8 +107,9 @@ def encode_event(event: ResponseStreamEvent) -> bytes:
     return event.model_dump_json().encode()
 
 
-def parse_create(body: str | bytes | None) -> ResponseCreateParams:
-    """A client message → the create request it carries; 400 for anything but a valid ``response.create``."""
+def parse_create(body: str | bytes | None) -> tuple[ResponseCreateParams, bool]:
+    """A client message → the create request it carries and whether to generate (``generate: false`` prepares the
+    connection's state without a model turn, OpenAI's warm-up); 400 for anything but a valid ``response.create``."""
     try:
         message = from_json(body or b"")
     except ValueError:
@@ -135,8 +138,11 @@ def parse_create(body: str | bytes | None) -> ResponseCreateParams:
         )
     for name in _TRANSPORT_FIELDS:
         message.pop(name, None)
+    generate = message.pop("generate", True)
+    if not isinstance(generate, bool):
+        raise InvalidRequestError("'generate' must be a boolean.", param="generate", code="invalid_type")
     try:
-        return ResponseCreateParams.model_validate_json(to_json(message))
+        return ResponseCreateParams.model_validate_json(to_json(message)), generate
     except ValidationError as exc:
         raise from_validation_errors(list(exc.errors())) from None
 
@@ -321,10 +327,23 @@ async def _cache(connection: Connection, run: CreateRun, previous: StoredContext
     _remember(connection, kept + new)
 
 
+async def _warm_up(run: CreateRun) -> AsyncGenerator[ResponseStreamEvent]:
+    """``generate: false``: the request is checked and becomes the connection's cached response (stored too, with
+    ``store``) without a model turn: ``response.created``, ``response.in_progress``, ``response.completed`` with no
+    output. The next turn continues from it with only its new items."""
+    stream = run.new_stream()
+    for event in stream.start():
+        yield event
+    stream.finish(None)
+    for event in await store_finished(run, stream):
+        yield event
+    yield stream.terminal()
+
+
 async def _run_turn(connection: Connection, body: str, sender: _Sender) -> None:
     previous_id: str | None = None
     try:
-        params = parse_create(body)
+        params, generate = parse_create(body)
         previous_id = params.previous_response_id
         previous, extends = await _previous(connection, params)
         run = await prepare_create(params, connection.tenant, previous=previous)
@@ -332,7 +351,7 @@ async def _run_turn(connection: Connection, body: str, sender: _Sender) -> None:
         await _evict(connection, previous_id)
         sender.send(error_message(exc))
         return
-    events = run_create(run)
+    events = run_create(run) if generate else _warm_up(run)
     try:
         async for event in events:
             sender.send(encode_event(event), event.sequence_number)
