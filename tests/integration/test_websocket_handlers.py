@@ -161,3 +161,35 @@ def test_a_connection_whose_worker_died_is_taken_over(websocket: None):
     assert store.acquire(CONNECTION) is None
     store.update({"pk": f"CONN#{CONNECTION}", "sk": "META"}, "SET busy_until = :past", values={":past": 1})
     assert store.acquire(CONNECTION) is not None
+
+
+def test_queued_messages_keep_their_order(websocket: None):
+    from engine.responses.websocket import _connections
+
+    store = _connections()
+    _invoke("ws_connect", _connect_now())
+
+    def message(text: str, at_ms: int) -> dict[str, Any]:
+        event = _event("ws_message")
+        event["body"] = json.dumps({"type": "response.create", "model": "m", "store": False, "input": text})
+        event["requestContext"].update(requestTimeEpoch=at_ms, messageId=f"m{at_ms}")
+        return event
+
+    # Given a response running (the connection busy), a message is queued behind it...
+    assert store.acquire(CONNECTION) is not None
+    _invoke("ws_message", message("first", 1000))
+    # ...and its worker has released the connection but not yet looked at the queue again
+    store.release(CONNECTION)
+    # When another message finds the connection idle, it queues behind the waiting one instead of running first
+    _invoke("ws_message", message("second", 2000))
+    rows = {r["sk"]["S"]: r for r in _rows()}
+    assert [k for k in rows if k.startswith("Q#")] == ["Q#0000000001000#m1000", "Q#0000000002000#m2000"]
+    assert rows["META"]["pending"]["N"] == "2"
+    # (moto has no worker function to invoke: the connection is released and the client told so)
+    assert _posted()[-1]["error"]["message"].startswith("The server could not start your response")
+    assert store.acquire(CONNECTION) is not None
+    assert _invoke("ws_worker", {"connection_id": CONNECTION})["responses"] == 2
+    completed = [e for e in _posted() if e["type"] == "response.completed"]
+    said = [e["response"]["output"][0]["content"][0]["text"].rsplit("you said: ", 1)[1] for e in completed]
+    assert said == ["'first'", "'second'"]
+    assert {r["sk"]["S"]: r for r in _rows()}["META"]["pending"]["N"] == "0"

@@ -179,8 +179,8 @@ def receive(connection_id: str, body: str | None, received_ms: int, message_id: 
     except APIError as exc:
         channel.post(connection_id, error_message(exc))
         return
-    # An idle connection's message runs at once, without a trip through the queue. (A message arriving in the few ms
-    # between a worker's release and its last look at the queue can so run before one queued just earlier.)
+    # An idle connection's message runs at once, without a trip through the queue, unless messages are waiting
+    # (queued while a response ran, and not yet taken by its worker): then it queues behind them, in order.
     connection = store.acquire(connection_id)
     if connection is not None:
         if _limit_reached(connection):
@@ -188,7 +188,11 @@ def receive(connection_id: str, body: str | None, received_ms: int, message_id: 
             channel.post(connection_id, error_message(_limit_error()))
             channel.close(connection_id)
             return
-        _hand_over(connection, body)
+        if connection.pending > 0:
+            store.enqueue(connection, f"{received_ms:013d}#{message_id}", body or "")
+            _hand_over(connection, None)
+        else:
+            _hand_over(connection, body)
         return
     busy = store.connection(connection_id)
     if busy is None:

@@ -5,7 +5,8 @@ Connection-local state lives in the responses table under ``pk = CONN#{connectio
 ``expires_at`` = connect time + ``WEBSOCKET_STATE_TTL_SECONDS`` (2 hours: the longest API Gateway keeps a WebSocket
 open), and is deleted on ``$disconnect``:
 
-- ``META``: tenant, connect time, ``busy`` while a response runs, and the cached response: its id (``cached_id``),
+- ``META``: tenant, connect time, ``busy`` while a response runs, ``pending`` (queued messages, counted in the
+  transaction that queues or takes one), and the cached response: its id (``cached_id``),
   its chain of ids (``cached_chain``) and how many ``ITEM`` rows hold its context (``cached_count``).
 - ``ITEM#{n:06d}``: the cached response's context, oldest first: its chain's items, its input, its output.
   A continuation of the cached response appends its own input and output; any other response starts again at 0
@@ -25,12 +26,14 @@ from typing import Any
 from pydantic_core import to_json
 
 from engine.storage import clients
+from engine.storage.codec import encode_row, encode_values
 from engine.storage.responses import decode_item, encode_item
 from engine.storage.table import ConditionFailed, DynamoTable, Row
 
 __all__ = ["Connection", "ConnectionChannel", "ConnectionStore", "WorkerInvoker", "connection_from"]
 
 _META = "META"
+_TRANSACTION_LIMIT = 100  # DynamoDB's items per TransactWriteItems
 
 
 def _pk(connection_id: str) -> str:
@@ -51,6 +54,8 @@ class Connection:
     cached_count: int = 0
     # while busy: when a worker that died without releasing the connection is presumed gone
     busy_until: int = 0
+    # messages in the queue (Q# rows), kept with them in one transaction
+    pending: int = 0
 
 
 def connection_from(row: Row) -> Connection:
@@ -63,6 +68,7 @@ def connection_from(row: Row) -> Connection:
         cached_chain=tuple(row.get("cached_chain") or ()),
         cached_count=int(row.get("cached_count") or 0),
         busy_until=int(row.get("busy_until") or 0),
+        pending=int(row.get("pending") or 0),
     )
 
 
@@ -127,8 +133,23 @@ class ConnectionStore(DynamoTable):
         except ConditionFailed:
             pass  # disconnected meanwhile: nothing left to release
 
+    def _transact(self, *writes: dict[str, Any]) -> None:
+        self.client.transact_write_items(TransactItems=[dict(w) for w in writes])  # type: ignore[misc]
+
     def enqueue(self, connection: Connection, key: str, body: str) -> None:
-        self.put({**self._key(connection.connection_id, f"Q#{key}"), "body": body, "expires_at": connection.expires_at})
+        """Queue a message, and count it on the record in the same transaction (see ``pending``)."""
+        row = {**self._key(connection.connection_id, f"Q#{key}"), "body": body, "expires_at": connection.expires_at}
+        self._transact(
+            {"Put": {"TableName": self.table_name, "Item": encode_row(row)}},
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": encode_row(self._key(connection.connection_id)),
+                    "UpdateExpression": "ADD pending :one",
+                    "ExpressionAttributeValues": encode_values({":one": 1}),
+                }
+            },
+        )
 
     def _oldest_queued(self, connection_id: str, **options: Any) -> list[Row]:
         rows, _ = self.query_page(
@@ -144,7 +165,17 @@ class ConnectionStore(DynamoTable):
         rows = self._oldest_queued(connection_id)
         if not rows:
             return None
-        self.delete({"pk": rows[0]["pk"], "sk": rows[0]["sk"]})
+        self._transact(
+            {"Delete": {"TableName": self.table_name, "Key": encode_row({"pk": rows[0]["pk"], "sk": rows[0]["sk"]})}},
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": encode_row(self._key(connection_id)),
+                    "UpdateExpression": "ADD pending :minus",
+                    "ExpressionAttributeValues": encode_values({":minus": -1}),
+                }
+            },
+        )
         return str(rows[0]["body"])
 
     # --- the cached response -------------------------------------------------------------------------------------
@@ -162,25 +193,34 @@ class ConnectionStore(DynamoTable):
         self, connection: Connection, response_id: str, chain: list[str], start: int, items: list[dict[str, Any]]
     ) -> None:
         """Make ``response_id`` the cached response: its context is the rows before ``start`` (kept) plus ``items``.
-        One batch: the new rows and the record (written whole: while the connection is busy only its worker writes
-        it; a $disconnect racing this leaves a record that its TTL removes)."""
+        The rows and the record's update go in one transaction when they fit (a turn's few items), else the rows
+        in batches first (the record names only rows that exist)."""
         key = connection.connection_id
         rows = [
             {**self._key(key, f"ITEM#{n:06d}"), **encode_item(item), "expires_at": connection.expires_at}
             for n, item in enumerate(items, start)
         ]
-        meta = {
-            **self._key(key),
-            "tenant": connection.tenant,
-            "connected_at": connection.connected_at,
-            "expires_at": connection.expires_at,
-            "busy": True,
-            "busy_until": connection.busy_until,
-            "cached_id": response_id,
-            "cached_chain": list(chain),
-            "cached_count": start + len(items),
+        update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": encode_row(self._key(key)),
+            "UpdateExpression": "SET cached_id = :id, cached_chain = :chain, cached_count = :n",
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeValues": encode_values(
+                {":id": response_id, ":chain": list(chain), ":n": start + len(items)}
+            ),
         }
-        self.batch_write(puts=[*rows, meta])
+        try:
+            if len(rows) < _TRANSACTION_LIMIT:
+                puts = [{"Put": {"TableName": self.table_name, "Item": encode_row(row)}} for row in rows]
+                self._transact(*puts, {"Update": update})
+            else:
+                self.batch_write(puts=rows)
+                self.client.update_item(**update)
+        except (
+            self.client.exceptions.TransactionCanceledException,
+            self.client.exceptions.ConditionalCheckFailedException,
+        ):
+            pass  # disconnected meanwhile: the state is gone with the connection
 
     def evict(self, connection_id: str, response_id: str) -> None:
         """Forget the cached response if it is ``response_id`` (a failed continuation of it)."""
