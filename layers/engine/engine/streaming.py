@@ -26,6 +26,9 @@ from engine.models.events import (
     ResponseCustomToolCallInputDoneEvent,
     ResponseErrorEvent,
     ResponseFailedEvent,
+    ResponseFileSearchCallCompletedEvent,
+    ResponseFileSearchCallInProgressEvent,
+    ResponseFileSearchCallSearchingEvent,
     ResponseFunctionCallArgumentsDeltaEvent,
     ResponseFunctionCallArgumentsDoneEvent,
     ResponseIncompleteEvent,
@@ -40,6 +43,7 @@ from engine.models.events import (
     ResponseMcpListToolsInProgressEvent,
     ResponseOutputItemAddedEvent,
     ResponseOutputItemDoneEvent,
+    ResponseOutputTextAnnotationAddedEvent,
     ResponseQueuedEvent,
     ResponseReasoningTextDeltaEvent,
     ResponseReasoningTextDoneEvent,
@@ -48,6 +52,7 @@ from engine.models.events import (
     ResponseTextDoneEvent,
 )
 from engine.models.items import (
+    FileSearchCall,
     McpApprovalRequest,
     McpCall,
     McpListTools,
@@ -72,7 +77,7 @@ def sse_encode(event: ResponseStreamEvent) -> bytes:
     return b"event: " + event.type.encode() + b"\ndata: " + event.model_dump_json().encode() + b"\n\n"
 
 
-CallKind = Literal["function", "custom", "mcp", "approval", "ignore"]
+CallKind = Literal["function", "custom", "mcp", "approval", "ignore", "file_search"]
 # chat name -> (kind, MCP server label or function namespace, tool name); decided once per call, when its name
 # is known.
 Classifier = Callable[[str], tuple[CallKind, str | None, str]]
@@ -86,7 +91,9 @@ class TurnCall:
     chat_name: str
     arguments: str
     call_id: str
-    item: ResponseFunctionToolCall | ResponseCustomToolCall | McpCall | McpApprovalRequest | None = None
+    item: ResponseFunctionToolCall | ResponseCustomToolCall | McpCall | McpApprovalRequest | FileSearchCall | None = (
+        None
+    )
     index: int = -1
 
 
@@ -145,6 +152,8 @@ class ResponseStream:
         self._pending: dict[int, _PendingCall] = {}
         self._classify: Classifier = _unclassified
         self._turn_text: list[str] = []
+        # file_search: the finished text of a message -> its file_citation annotations (set by the turn loop)
+        self.annotate: Callable[[str], list[dict[str, Any]]] | None = None
 
     def _stamp[E: ResponseStreamEvent](self, event: E) -> E:
         event.sequence_number = self._seq
@@ -285,10 +294,17 @@ class ResponseStream:
             call.item = McpCall(id=new_id("mcp"), server_label=label or "", name=name, status="in_progress")
         elif kind == "approval":
             call.item = McpApprovalRequest(id=new_id("mcpr"), server_label=label or "", name=name)
+        elif kind == "file_search":
+            call.item = FileSearchCall(id=new_id("fs"))
         events: list[ResponseStreamEvent] = []
-        if kind in ("function", "custom", "mcp"):
+        if kind in ("function", "custom", "mcp", "file_search"):
             call.index, added = self._add(call.item)
             events.append(added)
+        if kind == "file_search":
+            assert call.item is not None
+            events.append(
+                self._stamp(ResponseFileSearchCallInProgressEvent(item_id=call.item.id, output_index=call.index))
+            )
         buffered = "".join(pending.arguments)
         if buffered:
             events.extend(self._argument_delta(call, buffered))
@@ -377,6 +393,30 @@ class ResponseStream:
         compacting = self._stamp(ResponseCompactionCompactingEvent(item_id=item.id, output_index=index))
         return [*events, added, compacting, self._done(index, item)]
 
+    # --- file_search items -------------------------------------------------------------------------------------
+
+    def file_search_searching(self, call: TurnCall, queries: list[str]) -> list[ResponseStreamEvent]:
+        item = call.item
+        assert isinstance(item, FileSearchCall)
+        item.queries, item.status = queries, "searching"
+        return [self._stamp(ResponseFileSearchCallSearchingEvent(item_id=item.id, output_index=call.index))]
+
+    def file_search_finished(
+        self, call: TurnCall, results: list[dict[str, Any]] | None, *, include_results: bool
+    ) -> list[ResponseStreamEvent]:
+        """``completed`` (or ``failed`` when ``results`` is None). The results stay on the item for the next
+        turn; the ``output_item.done`` shows them only when the request included them."""
+        item = call.item
+        assert isinstance(item, FileSearchCall)
+        item.status, item.results = ("completed", results) if results is not None else ("failed", None)
+        shown = item.model_dump()
+        if not include_results:
+            shown["results"] = None
+        return [
+            self._stamp(ResponseFileSearchCallCompletedEvent(item_id=item.id, output_index=call.index)),
+            self._stamp(ResponseOutputItemDoneEvent(output_index=call.index, item=shown)),
+        ]
+
     # --- MCP items ---------------------------------------------------------------------------------------------
 
     def mcp_list_started(self, server_label: str) -> tuple[list[ResponseStreamEvent], McpListTools, int]:
@@ -457,11 +497,20 @@ class ResponseStream:
         item, index = opened.item, opened.index
         part: dict[str, Any]
         done: ResponseStreamEvent
+        annotated: list[ResponseStreamEvent] = []
         if isinstance(item, ResponseOutputMessage):
-            final = ResponseOutputText(text=text)
+            final = ResponseOutputText(text=text, annotations=self.annotate(text) if self.annotate else [])
             item.content = [final]
             part = final.model_dump()
             done = ResponseTextDoneEvent(item_id=item.id, output_index=index, content_index=0, text=text)
+            annotated = [
+                self._stamp(
+                    ResponseOutputTextAnnotationAddedEvent(
+                        item_id=item.id, output_index=index, content_index=0, annotation_index=n, annotation=note
+                    )
+                )
+                for n, note in enumerate(final.annotations)
+            ]
         else:
             reasoning = ReasoningText(text=text)
             item.content = [reasoning]
@@ -471,6 +520,7 @@ class ResponseStream:
             done = ResponseReasoningTextDoneEvent(item_id=item.id, output_index=index, content_index=0, text=text)
         item.status = status  # type: ignore[assignment]
         return [
+            *annotated,
             self._stamp(done),
             self._stamp(ResponseContentPartDoneEvent(item_id=item.id, output_index=index, content_index=0, part=part)),
             self._done(index, item),
@@ -485,6 +535,9 @@ class ResponseStream:
         events.extend(self._close_open(status))
         for index, item in enumerate(self.response.output):
             if isinstance(item, McpCall) and item.status == "in_progress":
+                item.status = "incomplete"
+                events.append(self._done(index, item))
+            elif isinstance(item, FileSearchCall) and item.status in ("in_progress", "searching"):
                 item.status = "incomplete"
                 events.append(self._done(index, item))
             elif isinstance(item, ResponseFunctionToolCall) and item.status == "in_progress":

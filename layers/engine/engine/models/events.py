@@ -18,6 +18,9 @@ __all__ = [
     "ResponseCustomToolCallInputDoneEvent",
     "ResponseErrorEvent",
     "ResponseFailedEvent",
+    "ResponseFileSearchCallCompletedEvent",
+    "ResponseFileSearchCallInProgressEvent",
+    "ResponseFileSearchCallSearchingEvent",
     "ResponseFunctionCallArgumentsDeltaEvent",
     "ResponseFunctionCallArgumentsDoneEvent",
     "ResponseInProgressEvent",
@@ -32,6 +35,7 @@ __all__ = [
     "ResponseMcpListToolsInProgressEvent",
     "ResponseOutputItemAddedEvent",
     "ResponseOutputItemDoneEvent",
+    "ResponseOutputTextAnnotationAddedEvent",
     "ResponseQueuedEvent",
     "ResponseReasoningSummaryPartAddedEvent",
     "ResponseReasoningSummaryPartDoneEvent",
@@ -243,6 +247,27 @@ class ResponseCustomToolCallInputDoneEvent(_ItemEvent):
     input: str
 
 
+class ResponseFileSearchCallInProgressEvent(_ItemEvent):
+    type: Literal["response.file_search_call.in_progress"] = "response.file_search_call.in_progress"
+
+
+class ResponseFileSearchCallSearchingEvent(_ItemEvent):
+    type: Literal["response.file_search_call.searching"] = "response.file_search_call.searching"
+
+
+class ResponseFileSearchCallCompletedEvent(_ItemEvent):
+    type: Literal["response.file_search_call.completed"] = "response.file_search_call.completed"
+
+
+class ResponseOutputTextAnnotationAddedEvent(_Event):
+    type: Literal["response.output_text.annotation.added"] = "response.output_text.annotation.added"
+    item_id: str
+    output_index: int
+    content_index: int
+    annotation_index: int
+    annotation: dict[str, Any]
+
+
 class ResponseErrorEvent(_Event):
     """Flat fields as the spec says; the terminal ``response.failed`` follows it."""
 
@@ -284,5 +309,9 @@ ResponseStreamEvent = (
     | ResponseMcpCallFailedEvent
     | ResponseCustomToolCallInputDeltaEvent
     | ResponseCustomToolCallInputDoneEvent
+    | ResponseFileSearchCallInProgressEvent
+    | ResponseFileSearchCallSearchingEvent
+    | ResponseFileSearchCallCompletedEvent
+    | ResponseOutputTextAnnotationAddedEvent
     | ResponseErrorEvent
 )

@@ -14,6 +14,7 @@ __all__ = [
     "CompactionItem",
     "CustomToolCallItem",
     "CustomToolCallOutputItem",
+    "FileSearchCall",
     "FunctionCallOutputItem",
     "ChatImagePart",
     "ChatTextPart",
@@ -214,6 +215,19 @@ class McpCall(_Model):
     _keep_null: ClassVar[frozenset[str]] = frozenset({"output", "error"})
 
 
+class FileSearchCall(_Model):
+    """``file_search_call``: a search this server ran over vector stores; ``results`` only with
+    ``include=["file_search_call.results"]``."""
+
+    type: Literal["file_search_call"] = "file_search_call"
+    id: str
+    queries: list[str] = Field(default_factory=list)
+    status: Literal["in_progress", "searching", "completed", "incomplete", "failed"] = "in_progress"
+    results: list[dict[str, Any]] | None = None
+
+    _keep_null: ClassVar[frozenset[str]] = frozenset({"results"})
+
+
 class McpApprovalRequest(_Model):
     type: Literal["mcp_approval_request"] = "mcp_approval_request"
     id: str
@@ -261,7 +275,8 @@ InputItem = Annotated[
     | Annotated[McpListTools, Tag("mcp_list_tools")]
     | Annotated[McpCall, Tag("mcp_call")]
     | Annotated[McpApprovalRequest, Tag("mcp_approval_request")]
-    | Annotated[McpApprovalResponse, Tag("mcp_approval_response")],
+    | Annotated[McpApprovalResponse, Tag("mcp_approval_response")]
+    | Annotated[FileSearchCall, Tag("file_search_call")],
     Discriminator(_item_tag),
 ]
 
@@ -323,6 +338,7 @@ ResponseOutputItem = Annotated[
     | ResponseReasoningItem
     | McpListTools
     | McpCall
-    | McpApprovalRequest,
+    | McpApprovalRequest
+    | FileSearchCall,
     Field(discriminator="type"),
 ]

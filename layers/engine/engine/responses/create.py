@@ -194,6 +194,11 @@ async def prepare_create(
         allow_private=settings.mcp_allow_private_networks,
         strict=settings.strict_requests,
     )
+    if tools.file_search is not None:  # another tenant's or an unknown store: the 404 a search would give
+        from engine.tools.file_search import check_stores
+
+        index = next(n for n, t in enumerate(params.tools or []) if t.get("type") == "file_search")
+        await check_stores(tenant, tools.file_search, index)
     store = get_store()
     context: list[dict[str, Any]] = []
     ancestors: list[str] = []

@@ -213,6 +213,16 @@ def to_chat_messages(
             function = {"name": name, "arguments": item.get("arguments") or "{}"}
             _add_tool_call(messages, {"id": item["id"], "type": "function", "function": function})
             messages.append({"role": "tool", "tool_call_id": item["id"], "content": mcp_result_text(item)})
+        elif kind == "file_search_call":
+            from engine.tools.file_search import result_text, sources
+
+            first = len(sources(items[: items.index(item)])) + 1
+            arguments = to_json({"queries": item.get("queries") or []}).decode()
+            _add_tool_call(
+                messages,
+                {"id": item["id"], "type": "function", "function": {"name": model_name(item), "arguments": arguments}},
+            )
+            messages.append({"role": "tool", "tool_call_id": item["id"], "content": result_text(item, first)})
         elif kind == "compaction":
             summary = (summaries or {}).get(str(item.get("encrypted_content")))
             if summary is not None:

@@ -71,7 +71,8 @@ class LoopInputs:
     context_items: Sequence[dict[str, Any]]
     # the summaries of the context's compaction items, by sealed blob (what the model is shown in their place)
     summaries: Mapping[str, str]
-    # whose response this is: compaction seals (and later opens) its summaries for this tenant
+    # whose response this is: compaction seals (and later opens) its summaries for this tenant, and the
+    # file_search tool searches this tenant's vector stores
     tenant: str = ""
 
 
@@ -192,6 +193,12 @@ class TurnLoop:
         self.settings = get_settings()
         self.upstream_seconds = 0.0
         self.summaries = dict(inputs.summaries)
+        if inputs.tools.file_search is not None:
+            from engine.tools.file_search import citations, sources
+
+            # numbered as the model was shown them: across the context, then this response's output
+            context, output = inputs.context_items, stream.response.output
+            stream.annotate = lambda text: citations(text, sources([*context, *output]))
 
     @property
     def outcome(self) -> LoopOutcome:
@@ -214,6 +221,10 @@ class TurnLoop:
         return await connection.call_tool(name, parsed)
 
     async def _run_call(self, call: TurnCall) -> AsyncIterator[ResponseStreamEvent]:
+        if call.kind == "file_search":
+            async for event in self._run_file_search(call):
+                yield event
+            return
         item = call.item
         assert isinstance(item, McpCall)
         for event in self.stream.mcp_call_running(call):
@@ -221,6 +232,28 @@ class TurnLoop:
         result = await self._call(item.server_label, item.name, call.arguments)
         self.state.executed += 1
         for event in self.stream.mcp_call_finished(call, result.output, result.error):
+            yield event
+
+    async def _run_file_search(self, call: TurnCall) -> AsyncIterator[ResponseStreamEvent]:
+        from engine.errors import APIError
+        from engine.tools.file_search import queries_of, run_search
+
+        spec = self.inputs.tools.file_search
+        assert spec is not None
+        queries = queries_of(call.arguments)
+        for event in self.stream.file_search_searching(call, queries):
+            yield event
+        await self.checkpoint()
+        try:
+            results: list[dict[str, Any]] | None = (
+                await run_search(self.inputs.tenant, spec, queries) if queries else []
+            )
+        except APIError as exc:  # a store deleted or expired since the request started: the model is told
+            logger.warning("file search failed", extra={"error": exc.message})
+            results = None
+        self.state.executed += 1
+        include = "file_search_call.results" in (self.inputs.params.include or [])
+        for event in self.stream.file_search_finished(call, results, include_results=include):
             yield event
 
     async def prelude(self) -> AsyncIterator[ResponseStreamEvent]:
@@ -269,6 +302,11 @@ class TurnLoop:
                 return "ignore", None, target.name
             if target.kind == "custom":
                 return "custom", None, target.name
+            if target.kind == "file_search":
+                if limit is not None and planned >= limit:
+                    return "ignore", None, target.name
+                planned += 1
+                return "file_search", None, target.name
             if target.kind == "function" or target.server_label is None:
                 return "function", target.namespace, target.name
             if limit is not None and planned >= limit:
@@ -393,7 +431,7 @@ class TurnLoop:
         for event in events:
             yield event
         state.turns += 1
-        mcp_calls = [c for c in made.calls if c.kind == "mcp"]
+        mcp_calls = [c for c in made.calls if c.kind in ("mcp", "file_search")]  # the calls this server runs
         hands_back = any(c.kind in ("function", "custom", "approval") for c in made.calls)
         if not mcp_calls:
             ignored = any(c.kind == "ignore" for c in made.calls)
@@ -414,6 +452,10 @@ class TurnLoop:
     def finish(self) -> list[ResponseStreamEvent]:
         """The closing events of a finished loop (the terminal event comes after storing). Output that breaks
         the requested JSON format fails the response rather than being returned as if it were valid."""
+        if "file_search_call.results" not in (self.inputs.params.include or []):
+            from engine.tools.file_search import strip_results
+
+            strip_results(self.stream.response.output)
         mismatch = None if self.state.finish == "length" else self._format_mismatch()
         if mismatch is not None:
             logger.warning("structured output mismatch", extra={"reason": mismatch[:200]})

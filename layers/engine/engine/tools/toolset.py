@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import InvalidRequestError
 from engine.observability import logger
+from engine.tools.file_search import FileSearchSpec, chat_function, parse_file_search
 from engine.tools.function import CustomTool, FunctionTool, parse_custom_tool, parse_function_tool, validate_tool
 from engine.tools.mcp import McpServerSpec, McpTool, check_destination, validate_headers
 
@@ -23,7 +24,7 @@ __all__ = ["HOSTED_TOOLS", "McpServerRef", "Target", "ToolSet", "build_toolset"]
 _CHAT_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 # Tools OpenAI runs on its own infrastructure; no provider here can run them.
 HOSTED_TOOLS = frozenset({
-    "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11", "file_search",
+    "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
     "code_interpreter", "image_generation", "computer", "computer_use", "computer_use_preview", "local_shell",
     "shell", "apply_patch", "tool_search", "programmatic_tool_calling",
 })  # fmt: skip
@@ -100,7 +101,7 @@ class McpServerRef:
 class Target:
     """What a name the model called refers to."""
 
-    kind: Literal["function", "custom", "mcp"]
+    kind: Literal["function", "custom", "mcp", "file_search"]
     name: str
     server_label: str | None = None
     namespace: str | None = None
@@ -118,16 +119,20 @@ class ToolSet:
     ignored: list[str] = field(default_factory=list)
     # label -> tools the server listed (this response, or an mcp_list_tools item already in context)
     listed: dict[str, list[McpTool]] = field(default_factory=dict)
+    # file_search: run here over the request's vector stores (engine.tools.file_search)
+    file_search: FileSearchSpec | None = None
     _targets: dict[str, Target] = field(default_factory=dict)
 
     @property
     def has_tools(self) -> bool:
-        return bool(self.functions or self.customs or self.namespaces or self.servers)
+        return bool(self.functions or self.customs or self.namespaces or self.servers or self.file_search)
 
     def model_name(self, item: dict[str, Any]) -> str:
         """The function name the model knows a history item's call by."""
         if item.get("type") == "mcp_call":
             return self.chat_name(item["server_label"], item["name"])
+        if item.get("type") == "file_search_call":
+            return next((c for c, t in self._targets.items() if t.kind == "file_search"), "file_search")
         if item.get("namespace"):
             wanted = Target("function", str(item["name"]), namespace=str(item["namespace"]))
             for chat, target in self._targets.items():
@@ -168,6 +173,9 @@ class ToolSet:
                 if chat in self._targets:
                     chat = _CHAT_NAME.sub("_", f"{label}__{tool.name}")[:64]
                 self._targets[chat] = Target("mcp", tool.name, label)
+        if self.file_search is not None:
+            chat = "file_search" if "file_search" not in self._targets else "file_search_hosted"
+            self._targets[chat] = Target("file_search", "file_search")
 
     def remember_listings(self, items: list[dict[str, Any]]) -> None:
         """``mcp_list_tools`` items already in the context are reused, not listed again."""
@@ -203,6 +211,8 @@ class ToolSet:
                 chat.append(next(f for f in pool if f.name == target.name).to_chat(name))
             elif target.kind == "custom":
                 chat.append(next(c for c in self.customs if c.name == name).to_chat())
+            elif target.kind == "file_search":
+                chat.append(chat_function(name))
             else:
                 assert target.server_label is not None
                 tool = self.mcp_tool(target.server_label, target.name)
@@ -218,6 +228,9 @@ class ToolSet:
         kind = tool_choice.get("type")
         if kind in ("function", "custom"):
             return chat, {"type": "function", "function": {"name": tool_choice["name"]}}
+        if kind == "file_search":
+            forced = next(c for c, t in self._targets.items() if t.kind == "file_search")
+            return chat, {"type": "function", "function": {"name": forced}}
         if kind in HOSTED_TOOLS:
             return chat, "auto"  # a hosted tool nobody here runs: the model chooses among the others
         if kind == "mcp":
@@ -235,6 +248,8 @@ class ToolSet:
         target = self.resolve(chat_name)
         for entry in allowed:
             if entry.get("type") == "function" and target.kind == "function" and entry.get("name") == target.name:
+                return True
+            if entry.get("type") == "file_search" and target.kind == "file_search":
                 return True
             if entry.get("type") == "mcp" and target.server_label == entry.get("server_label"):
                 if entry.get("name") in (None, target.name):
@@ -266,6 +281,9 @@ def _check_tool_choice(tool_choice: str | dict[str, Any] | None, toolset: ToolSe
             raise InvalidRequestError(
                 f"Tool choice '{tool_choice.get('name')}' not found in 'tools' parameter.", param="tool_choice"
             )
+    elif kind == "file_search":
+        if toolset.file_search is None:
+            raise InvalidRequestError("Tool choice 'file_search' not found in 'tools' parameter.", param="tool_choice")
     elif kind == "mcp":
         if tool_choice.get("server_label") not in toolset.servers:
             raise InvalidRequestError(
@@ -281,8 +299,10 @@ def _check_tool_choice(tool_choice: str | dict[str, Any] | None, toolset: ToolSe
                 code="invalid_value",
             )
         for entry in tool_choice["tools"]:
-            ok = (entry.get("type") == "function" and entry.get("name") in names) or (
-                entry.get("type") == "mcp" and entry.get("server_label") in toolset.servers
+            ok = (
+                (entry.get("type") == "function" and entry.get("name") in names)
+                or (entry.get("type") == "mcp" and entry.get("server_label") in toolset.servers)
+                or (entry.get("type") == "file_search" and toolset.file_search is not None)
             )
             if not ok:
                 raise InvalidRequestError(
@@ -315,6 +335,12 @@ async def build_toolset(
         if kind in HOSTED_TOOLS and not strict:
             logger.info("hosted tool not offered to the model", extra={"tool_type": kind})
             toolset.ignored.append(str(kind))
+            continue
+        if kind == "file_search":
+            if toolset.file_search is not None:
+                raise InvalidRequestError("Only one file_search tool is allowed.", param=f"tools[{index}]")
+            toolset.file_search = parse_file_search(raw, index)
+            toolset.echoed.append(toolset.file_search.model_dump(exclude_none=True))
             continue
         if kind == "custom":
             custom = parse_custom_tool(raw, index)
