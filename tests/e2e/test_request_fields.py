@@ -9,6 +9,8 @@ import httpx
 import openai
 import pytest
 
+from tests.conformance.sse import check_framing, post_stream
+from tests.conformance.validators import validate_events
 from tests.conftest import UpstreamLog
 
 
@@ -100,3 +102,52 @@ def test_truncation_disabled_keeps_the_upstream_refusal(client: openai.OpenAI, u
         assert answer.status == "failed" and answer.error is not None
         assert "maximum context length" in answer.error.message
     assert len(_chat(upstream)) == 1
+
+
+def test_reasoning_summary_streams_the_upstream_reasoning_as_summary_parts(client: openai.OpenAI, http: httpx.Client):
+    body = {"model": "m", "input": "REASON plans REPLY done", "reasoning": {"summary": "auto"}}
+    capture = post_stream(http, body)
+    check_framing(capture)
+    validate_events([event.data for event in capture.events])
+    types = [event.type for event in capture.events]
+    start, end = types.index("response.output_item.added"), types.index("response.output_item.done")
+    reasoning = [t for t in types[start : end + 1] if "delta" not in t]
+    assert reasoning == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+    ]
+    deltas = [e.data["delta"] for e in capture.events if e.type == "response.reasoning_summary_text.delta"]
+    assert "".join(deltas) == "thinking about plans"
+    final = client.responses.create(**body)  # type: ignore[call-overload]
+    item = final.output[0]
+    assert item.type == "reasoning" and item.summary[0].text == "thinking about plans"
+    assert item.content[0].text == "thinking about plans"
+    # without reasoning.summary, the summary stays empty (OpenAI's shape) and no summary events are sent
+    plain = post_stream(http, {"model": "m", "input": "REASON plans REPLY done"})
+    assert not any("summary" in event.type for event in plain.events)
+
+
+def test_logprobs_are_asked_for_and_returned_on_parts_and_deltas(client: openai.OpenAI, http: httpx.Client,
+                                                                  upstream: UpstreamLog):  # fmt: skip
+    body = {"model": "m", "input": "REPLY one two", "include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    answer = client.responses.create(**body)  # type: ignore[call-overload]
+    part = answer.output[0].content[0]
+    assert [entry.token for entry in part.logprobs] == ["one", " two"]
+    assert [[top.token for top in entry.top_logprobs] for entry in part.logprobs] == [["one", "alt1"], [" two", "alt1"]]
+    assert part.logprobs[0].logprob == -0.5 and part.logprobs[0].bytes == list(b"one")
+    (sent,) = _chat(upstream)
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+    capture = post_stream(http, body)
+    validate_events([event.data for event in capture.events])
+    deltas = [e.data for e in capture.events if e.type == "response.output_text.delta"]
+    assert [d["logprobs"][0]["token"] for d in deltas] == ["one", " two"]
+    done = next(e.data for e in capture.events if e.type == "response.output_text.done")
+    assert len(done["logprobs"]) == 2
+    plain = client.responses.create(model="m", input="REPLY one two", top_logprobs=2)
+    assert plain.output[0].content[0].logprobs == []  # type: ignore[union-attr,index]

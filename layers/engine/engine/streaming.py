@@ -9,7 +9,7 @@ Event order per item (responses-spec.md §4.3): ``output_item.added`` → ``cont
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +45,10 @@ from engine.models.events import (
     ResponseOutputItemDoneEvent,
     ResponseOutputTextAnnotationAddedEvent,
     ResponseQueuedEvent,
+    ResponseReasoningSummaryPartAddedEvent,
+    ResponseReasoningSummaryPartDoneEvent,
+    ResponseReasoningSummaryTextDeltaEvent,
+    ResponseReasoningSummaryTextDoneEvent,
     ResponseReasoningTextDeltaEvent,
     ResponseReasoningTextDoneEvent,
     ResponseStreamEvent,
@@ -63,6 +67,7 @@ from engine.models.items import (
     ResponseOutputMessage,
     ResponseOutputText,
     ResponseReasoningItem,
+    SummaryText,
 )
 from engine.models.response import IncompleteDetails, Response, ResponseError, ResponseUsage
 from engine.providers.base import ToolCallDelta
@@ -106,12 +111,13 @@ class TurnResult:
 class _OpenText:
     """The message or reasoning item whose text is streaming now."""
 
-    __slots__ = ("index", "item", "text")
+    __slots__ = ("index", "item", "logprobs", "text")
 
     def __init__(self, index: int, item: ResponseOutputMessage | ResponseReasoningItem) -> None:
         self.index = index
         self.item = item
         self.text: list[str] = []
+        self.logprobs: list[dict[str, Any]] = []
 
 
 class _PendingCall:
@@ -143,11 +149,21 @@ class ResponseStream:
 
     DONE = _SSE_DONE
 
-    def __init__(self, response: Response, sequence_start: int = 0, seal: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        response: Response,
+        sequence_start: int = 0,
+        seal: Callable[[str], str] | None = None,
+        *,
+        summarize: bool = False,
+    ) -> None:
         self.response = response
         self._seq = sequence_start
         # include=["reasoning.encrypted_content"]: finished reasoning items also carry it sealed
         self._seal = seal
+        # reasoning.summary: the upstream's reasoning is also streamed as the item's summary (one part), for
+        # clients that read only summaries; it is the reasoning itself, not a separate summary
+        self._summarize = summarize
         self._open: _OpenText | None = None
         self._pending: dict[int, _PendingCall] = {}
         self._classify: Classifier = _unclassified
@@ -238,15 +254,21 @@ class ResponseStream:
         self._classify = classify
         self._turn_text = []
 
-    def text(self, delta: str) -> list[ResponseStreamEvent]:
+    def text(self, delta: str, logprobs: Sequence[dict[str, Any]] = ()) -> list[ResponseStreamEvent]:
+        """A piece of the answer; ``logprobs`` (when the request included them) go on the delta and the part."""
         events = self._ensure_open("message")
         assert self._open is not None
         self._open.text.append(delta)
+        self._open.logprobs.extend(logprobs)
         self._turn_text.append(delta)
         events.append(
             self._stamp(
                 ResponseTextDeltaEvent(
-                    item_id=self._open.item.id, output_index=self._open.index, content_index=0, delta=delta
+                    item_id=self._open.item.id,
+                    output_index=self._open.index,
+                    content_index=0,
+                    delta=delta,
+                    logprobs=list(logprobs),
                 )
             )
         )
@@ -256,13 +278,20 @@ class ResponseStream:
         events = self._ensure_open("reasoning")
         assert self._open is not None
         self._open.text.append(delta)
+        item_id, index = self._open.item.id, self._open.index
         events.append(
             self._stamp(
-                ResponseReasoningTextDeltaEvent(
-                    item_id=self._open.item.id, output_index=self._open.index, content_index=0, delta=delta
-                )
+                ResponseReasoningTextDeltaEvent(item_id=item_id, output_index=index, content_index=0, delta=delta)
             )
         )
+        if self._summarize:
+            events.append(
+                self._stamp(
+                    ResponseReasoningSummaryTextDeltaEvent(
+                        item_id=item_id, output_index=index, summary_index=0, delta=delta
+                    )
+                )
+            )
         return events
 
     def tool_call(self, delta: ToolCallDelta) -> list[ResponseStreamEvent]:
@@ -487,6 +516,15 @@ class ResponseStream:
         events.append(
             self._stamp(ResponseContentPartAddedEvent(item_id=item.id, output_index=index, content_index=0, part=part))
         )
+        if kind == "reasoning" and self._summarize:
+            summary = SummaryText(text="").model_dump()
+            events.append(
+                self._stamp(
+                    ResponseReasoningSummaryPartAddedEvent(
+                        item_id=item.id, output_index=index, summary_index=0, part=summary
+                    )
+                )
+            )
         return events
 
     def _close_open(self, status: str = "completed") -> list[ResponseStreamEvent]:
@@ -498,11 +536,16 @@ class ResponseStream:
         part: dict[str, Any]
         done: ResponseStreamEvent
         annotated: list[ResponseStreamEvent] = []
+        summary: list[ResponseStreamEvent] = []
         if isinstance(item, ResponseOutputMessage):
-            final = ResponseOutputText(text=text, annotations=self.annotate(text) if self.annotate else [])
+            final = ResponseOutputText(
+                text=text, annotations=self.annotate(text) if self.annotate else [], logprobs=opened.logprobs
+            )
             item.content = [final]
             part = final.model_dump()
-            done = ResponseTextDoneEvent(item_id=item.id, output_index=index, content_index=0, text=text)
+            done = ResponseTextDoneEvent(
+                item_id=item.id, output_index=index, content_index=0, text=text, logprobs=opened.logprobs
+            )
             annotated = [
                 self._stamp(
                     ResponseOutputTextAnnotationAddedEvent(
@@ -518,11 +561,22 @@ class ResponseStream:
                 item.encrypted_content = self._seal(text)
             part = reasoning.model_dump()
             done = ResponseReasoningTextDoneEvent(item_id=item.id, output_index=index, content_index=0, text=text)
+            if self._summarize:
+                item.summary = [SummaryText(text=text)]
+                summary = [
+                    ResponseReasoningSummaryTextDoneEvent(
+                        item_id=item.id, output_index=index, summary_index=0, text=text
+                    ),
+                    ResponseReasoningSummaryPartDoneEvent(
+                        item_id=item.id, output_index=index, summary_index=0, part=item.summary[0].model_dump()
+                    ),
+                ]
         item.status = status  # type: ignore[assignment]
         return [
             *annotated,
             self._stamp(done),
             self._stamp(ResponseContentPartDoneEvent(item_id=item.id, output_index=index, content_index=0, part=part)),
+            *(self._stamp(event) for event in summary),
             self._done(index, item),
         ]
 

@@ -68,7 +68,8 @@ class CreateRun:
             def seal(text: str) -> str:
                 return seal_reasoning(text, tenant)
 
-        return ResponseStream(self.response, sequence_start, seal)
+        summarize = bool(self.params.reasoning and self.params.reasoning.summary)
+        return ResponseStream(self.response, sequence_start, seal, summarize=summarize)
 
     def loop_inputs(self) -> LoopInputs:
         """What the turn loop reads from this create."""

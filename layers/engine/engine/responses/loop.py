@@ -411,7 +411,7 @@ class TurnLoop:
             finally:
                 self.upstream_seconds += time.perf_counter() - waited
             if isinstance(delta, TextDelta):
-                events = stream.text(delta.text)
+                events = stream.text(delta.text, delta.logprobs)
             elif isinstance(delta, ReasoningDelta):
                 events = stream.reasoning(delta.text)
             elif isinstance(delta, ToolCallDelta):
