@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -30,3 +32,25 @@ def test_demo_model_streams_chains_and_stops_at_max_output_tokens(demo_client: o
     assert "3 message(s)" in second.output_text
     short = demo_client.responses.create(model="m", input="x", max_output_tokens=16)
     assert short.status == "incomplete" and len(short.output_text.split()) == 16
+
+
+def test_demo_model_calls_an_offered_tool_then_answers_its_result(demo_client: openai.OpenAI):
+    tool: Any = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["location", "unit"],
+        },
+    }
+    first = demo_client.responses.create(model="m", input="Weather in Paris?", tools=[tool])
+    message, call = first.output
+    assert "demo model" in message.content[0].text  # type: ignore[union-attr,index]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"location": "demo", "unit": "c"}
+    output: Any = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    second = demo_client.responses.create(model="m", previous_response_id=first.id, input=[output], tools=[tool])
+    assert [item.type for item in second.output] == ["message"] and "demo model" in second.output_text
+    none = demo_client.responses.create(model="m", input="hi", tools=[tool], tool_choice="none")
+    assert [item.type for item in none.output] == ["message"]
