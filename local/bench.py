@@ -674,6 +674,30 @@ class Bench:
             ratio = result[side]["p50"] / result["http"]["p50"]
             self.rows.append(Row(f"run p50, {labels[side]} / HTTP (ratio)", None, ratio, section=section))
 
+    def file_search(self) -> None:
+        """Ingestion throughput into a 10,000-chunk store, and search latency over it: hybrid vs vector-only vs
+        keyword-only (local/bench_file_search.py)."""
+        from .bench_file_search import file_search_bench
+
+        section = "file_search: 10,000-chunk store (moto S3 + Step Functions, in-process index, scripted embeddings)"
+        log(section)
+        result = file_search_bench(self.stack, queries=max(50, self.args.n))
+        self.raw["file_search"] = result
+        self.rows.append(
+            Row("ingestion throughput (chunks/s)", result["chunks"], result["chunks_per_second"], section=section)
+        )
+        self.rows.append(
+            Row("first search, builds the store's index (ms)", 1, result["first_search_ms"], section=section)
+        )
+        for name, values in result["search_ms"].items():
+            self.rows.append(
+                Row(f"search, {name} (ms)", len(values), pct(values, 0.5), pct(values, 0.99), section=section)
+            )
+        hybrid, vector = result["search_ms"]["hybrid"], result["search_ms"]["vector only"]
+        self.rows.append(
+            Row("search p50, hybrid / vector only (ratio)", None, pct(hybrid, 0.5) / pct(vector, 0.5), section=section)
+        )
+
     def background(self) -> None:
         """Cancel: from the cancel request to the upstream stream being closed; replay: events/s from storage."""
         import httpx
@@ -1310,6 +1334,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.create_c1()
         bench.mcp_c1()
         bench.websocket_agent()
+        bench.file_search()
         bench.background()
         bench.authorizer()
         bench.client_choice()

@@ -147,7 +147,7 @@ def create_store(tenant: str, params: VectorStoreCreateParams) -> VectorStore:
 
     records = [get_record(tenant, file_id, "file_ids") for file_id in params.file_ids or []]
     get_vector_store_repository().put_store(row)
-    files = [_add(tenant, row, record["id"], None, strategy) for record in records]
+    files = [_add(tenant, row, record["id"], None, strategy, record["filename"]) for record in records]
     return _store_object(row, files)
 
 
@@ -194,7 +194,12 @@ def delete_store(tenant: str, store_id: str) -> VectorStoreDeleted:
 
 
 def _add(
-    tenant: str, store: StoreRow, file_id: str, attributes: dict[str, Any] | None, strategy: dict[str, Any]
+    tenant: str,
+    store: StoreRow,
+    file_id: str,
+    attributes: dict[str, Any] | None,
+    strategy: dict[str, Any],
+    filename: str = "",
 ) -> dict[str, Any]:
     from engine.storage.files import get_file_store
     from engine.storage.vectors import start_ingestion
@@ -211,6 +216,7 @@ def _add(
         "attributes": attributes or {},
         "chunking_strategy": strategy,
         "run": new_id("ing"),
+        "filename": filename,  # kept with the row so search results need no file lookup
     }
     repo.put_file(store["id"], row, store["expires_at"])
     get_file_store().link(file_id, store["id"], store["expires_at"])
@@ -222,13 +228,13 @@ def add_file(tenant: str, store_id: str, params: VectorStoreFileCreateParams) ->
     from engine.retrieval.files import get_record
 
     store = _live_store(tenant, store_id)
-    get_record(tenant, params.file_id, "file_id")
+    record = get_record(tenant, params.file_id, "file_id")
     strategy = (
         static_strategy(params.chunking_strategy.model_dump())
         if params.chunking_strategy
         else store.get("chunking_strategy") or static_strategy(None)
     )
-    row = _add(tenant, store, params.file_id, params.attributes, strategy)
+    row = _add(tenant, store, params.file_id, params.attributes, strategy, record["filename"])
     _touch(store)
     return _file_object(store_id, row)
 
@@ -347,9 +353,10 @@ def create_batch(tenant: str, store_id: str, params: FileBatchCreateParams) -> V
     for entry in params.files or []:
         strategy = static_strategy(entry.chunking_strategy.model_dump()) if entry.chunking_strategy else default
         wanted.append((entry.file_id, entry.attributes, strategy))
-    for file_id, _, _ in wanted:
-        get_record(tenant, file_id, "file_ids")
-    rows = [_add(tenant, store, file_id, attributes, strategy) for file_id, attributes, strategy in wanted]
+    names = {file_id: get_record(tenant, file_id, "file_ids")["filename"] for file_id, _, _ in wanted}
+    rows = [
+        _add(tenant, store, file_id, attributes, strategy, names[file_id]) for file_id, attributes, strategy in wanted
+    ]
     batch = {
         "id": new_id("vsfb"),
         "created_at": int(time.time()),
@@ -422,7 +429,8 @@ def search_stores(
         files_by_id.update({f["id"]: f for f in files})
         mask = np.fromiter((fid in allowed_files for fid in index.file_ids), dtype=bool, count=index.size)
         indexes.append((index, mask))
-        _touch(store)
+        if int(time.time()) - int(store["last_active_at"]) >= 60:  # activity kept to the minute: no write per search
+            _touch(store)
     s3v = get_s3vectors()
     hits = hybrid_search(
         indexes,
@@ -437,8 +445,10 @@ def search_stores(
     data = []
     for hit in hits:
         if hit.file_id not in names:
-            record = file_store.get_record(tenant, hit.file_id)
-            names[hit.file_id] = record["filename"] if record else hit.file_id
+            names[hit.file_id] = files_by_id[hit.file_id].get("filename") or ""
+            if not names[hit.file_id]:  # a row written before filenames were kept with it
+                record = file_store.get_record(tenant, hit.file_id)
+                names[hit.file_id] = record["filename"] if record else hit.file_id
         data.append(
             SearchResult(
                 file_id=hit.file_id,
