@@ -60,7 +60,7 @@ class Stack:
         ddb, rows, kwargs = self.ddb(), [], {"TableName": self.table_name}
         while True:
             page = ddb.scan(**kwargs)
-            rows += [r for r in page["Items"] if r["pk"]["S"] == f"RESP#{response_id}"]
+            rows += [r for r in page["Items"] if response_id in r["pk"]["S"] + r["sk"]["S"]]
             if "LastEvaluatedKey" not in page:
                 return rows
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -275,7 +275,11 @@ def test_delete_leaves_nothing_behind(auth_stack: Stack):
     foreground = a.responses.create(model="m", input=inputs)
     background = a.responses.create(model="m", input="REPLY in the background", background=True)
     _wait(a, background.id, lambda r: r.status in TERMINAL)
-    kinds = {rid: {i["sk"]["S"].split("#")[0] for i in auth_stack.items(rid)} for rid in (foreground.id, background.id)}
+    names = {"META", "IN", "OUT", "EVT", "JOB"}
+    kinds = {
+        rid: {part for i in auth_stack.items(rid) for part in i["sk"]["S"].split("#") if part in names}
+        for rid in (foreground.id, background.id)
+    }
     assert kinds[foreground.id] >= {"META", "IN", "OUT"} and kinds[background.id] >= {"META", "IN", "OUT", "EVT"}
     for rid in (foreground.id, background.id):
         a.responses.delete(rid)  # the SDK returns None; an error would raise

@@ -47,6 +47,12 @@ def _input(text: str) -> list[dict[str, Any]]:
     return [{"id": new_id("msg"), "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}]
 
 
+def _rows_of(response_id: str) -> list[dict[str, Any]]:
+    """Every row of the table whose key names the response (whatever the layout)."""
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    return [i for i in items if response_id in i["pk"]["S"] + i["sk"]["S"]]
+
+
 def test_round_trip_and_chain_context(store: DynamoResponseStore):
     first = _response("one")
     store.put("t", first, _input("q1"), [])
@@ -101,9 +107,9 @@ def test_large_items_are_compressed_and_too_large_items_refused(store: DynamoRes
 def test_delete_removes_every_item(store: DynamoResponseStore):
     response = _response("x")
     store.put("t", response, _input("a") + _input("b"), [])
+    assert _rows_of(response.id)
     assert store.delete("t", response.id) is True
-    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
-    assert [i for i in items if i["pk"]["S"] == f"RESP#{response.id}"] == []
+    assert _rows_of(response.id) == []
     assert store.delete("t", response.id) is False
 
 
@@ -141,7 +147,8 @@ def test_a_response_is_invisible_until_all_its_items_are_written(store: DynamoRe
     response = _response("whole")
     store.put("t", response, _input("q"), [])
     ddb = boto3.client("dynamodb")
-    ddb.delete_item(TableName=TABLE, Key={"pk": {"S": f"RESP#{response.id}"}, "sk": {"S": "OUT#000000"}})
+    (output,) = [row for row in _rows_of(response.id) if "OUT#" in row["sk"]["S"]]
+    ddb.delete_item(TableName=TABLE, Key={"pk": output["pk"], "sk": output["sk"]})
     assert store.get("t", response.id) is None
     assert store.load_context("t", response.id) is None
     assert store.list_responses("t", limit=5, after=None, before=None).data == []

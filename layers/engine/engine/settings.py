@@ -23,6 +23,8 @@ class Settings(BaseModel):
 
     table_name: str = "responses"
     retention_days: int = Field(default=30, ge=1)
+    # The largest request body the API accepts (API Gateway's own limit is 10 MB); larger ones are a 413.
+    max_request_bytes: int = Field(default=9 * 1024 * 1024, ge=1024)
     # Empty base URL means the built-in demo model answers.
     upstream_base_url: str = ""
     # Local/dev only: a deployment passes the key through Secrets Manager (below), never in plain env.
@@ -44,6 +46,8 @@ class Settings(BaseModel):
     background_step_seconds: float = Field(default=60.0, gt=0)
     background_flush_seconds: float = Field(default=0.2, ge=0)
     background_poll_seconds: float = Field(default=0.1, gt=0)
+    # A follower's poll backs off (doubling) to this while nothing changes, and is fast again once it does.
+    background_poll_max_seconds: float = Field(default=1.0, gt=0)
     background_stream_seconds: float = Field(default=870.0, gt=0)
     # How often a running background step reads its record to notice a cancel while the upstream is silent.
     background_cancel_poll_seconds: float = Field(default=0.1, gt=0)

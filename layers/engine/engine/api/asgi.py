@@ -13,6 +13,7 @@ from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from engine.api.limits import check_request_size
 from engine.api.tenancy import tenant_from_authorizer
 from engine.auth import bearer_token, function_url_authenticator
 from engine.errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
@@ -71,6 +72,7 @@ def _record(run: CreateRun) -> None:
 
 async def _parse(request: Request) -> ResponseCreateParams:
     body = await request.body()
+    check_request_size(len(body))
     try:
         return ResponseCreateParams.model_validate_json(body or b"{}")
     except ValidationError as exc:

@@ -17,6 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_core import to_json
 
+from engine.api.limits import check_request_size
 from engine.api.tenancy import tenant_from_authorizer
 from engine.errors import APIError, error_envelope, from_validation_errors
 from engine.observability import logger, metrics, tracer
@@ -70,6 +71,16 @@ def rest_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Lambd
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        try:
+            check_request_size(len(event.get("body") or ""))
+        except APIError as exc:
+            # before the resolver: a proxy answer of our own (the body is never parsed)
+            return {
+                "statusCode": exc.status_code,
+                "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "body": to_json(exc.to_envelope()).decode(),
+                "isBase64Encoded": False,
+            }
         return app.resolve(event, context)
 
     return lambda_handler

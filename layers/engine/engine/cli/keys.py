@@ -27,7 +27,7 @@ from typing import Any
 from engine.auth import display_suffix, generate_key, hash_key, key_id
 from engine.settings import get_settings
 from engine.storage import KeyStore, get_key_store
-from engine.storage.keys import KeyRecord
+from engine.storage.keys import KeyRecord, check_tenant
 
 __all__ = ["main"]
 
@@ -57,6 +57,7 @@ def _usage_plan_key(plan_id: str, tenant: str, digest: str) -> tuple[str, str]:
 
 
 def create(store: KeyStore, tenant: str, name: str, usage_plan_id: str | None) -> tuple[str, KeyRecord]:
+    check_tenant(tenant)  # before anything is made
     key = generate_key()
     digest = hash_key(key)
     usage_key, usage_key_id = _usage_plan_key(usage_plan_id, tenant, digest) if usage_plan_id else (None, None)
@@ -148,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     drop.add_argument("key", help="the key (sk-...) or its id (a hash prefix)")
     args = parser.parse_args(argv)
 
-    if args.command == "create" and not args.tenant.strip():
-        parser.error("--tenant must not be empty")
+    if args.command == "create":
+        try:
+            check_tenant(args.tenant.strip())
+        except ValueError as exc:
+            parser.error(str(exc))
     store = get_key_store(args.table or get_settings().table_name)
     try:
         if args.command == "create":

@@ -1,8 +1,8 @@
 """Storage: small repository interfaces (``base``) with DynamoDB and Step Functions behind them.
 
-``codec`` (the one attribute codec), ``table`` (client, paged queries, batch writes), ``responses``,
-``conversations``, ``keys``, ``prompts``, ``executions``, ``ratelimit`` (per-key request counters); ``clients`` makes
-the AWS clients, on first use.
+``codec`` (the one attribute codec), ``table`` (client, paged queries, batch writes), ``items`` and ``blobs``
+(values of any size, the large ones in S3), ``responses``, ``conversations``, ``keys``, ``prompts``,
+``executions``, ``ratelimit`` (per-key request counters); ``clients`` makes the AWS clients, on first use.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def get_store() -> ResponseStore:
     from engine.storage.responses import DynamoResponseStore
 
     settings = get_settings()
-    return DynamoResponseStore(table_name=settings.table_name, retention_days=settings.retention_days)
+    return DynamoResponseStore(settings.table_name, settings.retention_days, settings.files_bucket)
 
 
 @lru_cache(maxsize=1)
@@ -55,7 +55,7 @@ def get_conversation_store() -> ConversationStore:
     from engine.storage.conversations import DynamoConversationStore
 
     settings = get_settings()
-    return DynamoConversationStore(table_name=settings.table_name, retention_days=settings.retention_days)
+    return DynamoConversationStore(settings.table_name, settings.retention_days, settings.files_bucket)
 
 
 def get_key_store(table_name: str | None = None) -> KeyStore:

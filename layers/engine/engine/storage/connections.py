@@ -27,7 +27,7 @@ from pydantic_core import to_json
 
 from engine.storage import clients
 from engine.storage.codec import encode_row, encode_values
-from engine.storage.responses import decode_item, encode_item
+from engine.storage.items import ItemCodec
 from engine.storage.table import ConditionFailed, DynamoTable, Row
 
 __all__ = ["Connection", "ConnectionChannel", "ConnectionStore", "WorkerInvoker", "connection_from"]
@@ -80,6 +80,13 @@ class ConnectionStore(DynamoTable):
         self.ttl_seconds = ttl_seconds
         # The worker's timeout: a connection whose worker was cut off (timeout, crash) is taken over after it.
         self.busy_seconds = busy_seconds
+
+    @cached_property
+    def _items(self) -> ItemCodec:
+        """Context items, the large ones in the bucket (the lifecycle rule removes them after the retention)."""
+        from engine.settings import get_settings
+
+        return ItemCodec(get_settings().files_bucket)
 
     def _key(self, connection_id: str, sk: str = _META) -> Row:
         return {"pk": _pk(connection_id), "sk": sk}
@@ -187,7 +194,7 @@ class ConnectionStore(DynamoTable):
             "pk = :pk AND sk BETWEEN :lo AND :hi",
             {":pk": _pk(connection_id), ":lo": "ITEM#", ":hi": f"ITEM#{count - 1:06d}"},
         )
-        return [decode_item(row) for row in rows]
+        return self._items.decode_all(rows)
 
     def cache(
         self, connection: Connection, response_id: str, chain: list[str], start: int, items: list[dict[str, Any]]
@@ -197,7 +204,11 @@ class ConnectionStore(DynamoTable):
         in batches first (the record names only rows that exist)."""
         key = connection.connection_id
         rows = [
-            {**self._key(key, f"ITEM#{n:06d}"), **encode_item(item), "expires_at": connection.expires_at}
+            {
+                **self._key(key, f"ITEM#{n:06d}"),
+                **self._items.attrs(item, f"connections/{key}/{n:06d}"),
+                "expires_at": connection.expires_at,
+            }
             for n, item in enumerate(items, start)
         ]
         update: dict[str, Any] = {

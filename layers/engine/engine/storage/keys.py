@@ -4,15 +4,29 @@ stored (see ``engine.auth``)."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.storage.table import ConditionFailed, DynamoTable, Row
 
-__all__ = ["KEYS_PARTITION", "DynamoKeyStore", "KeyRecord"]
+__all__ = ["KEYS_PARTITION", "TENANT_PATTERN", "DynamoKeyStore", "KeyRecord", "check_tenant"]
 
 KEYS_PARTITION = "KEYS"  # gsi1pk of every key record
+# Tenant names are part of index keys (``{tenant}#{item id}``): letters, digits, ".", "_" and "-" only, so no
+# separator can appear in one and no two tenants' keys can meet.
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_tenant(tenant: str) -> str:
+    """``tenant`` if it is a safe name, else ``ValueError`` (key creation refuses it)."""
+    if not TENANT_PATTERN.fullmatch(tenant):
+        raise ValueError(
+            f"invalid tenant name {tenant!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +93,13 @@ class DynamoKeyStore:
         return KeyRecord.from_row(row) if row else None
 
     def add(self, record: KeyRecord) -> None:
-        """Store a new key record; an existing one with the same hash is never overwritten."""
+        """Store a new key record (its tenant a safe name); an existing one with the same hash is never overwritten."""
+        check_tenant(record.tenant)
         self.table.put(record.to_row(), condition="attribute_not_exists(pk)")
 
     def put(self, record: KeyRecord) -> None:
         """Store a key record, replacing one with the same hash (local seeding: the same key, again)."""
+        check_tenant(record.tenant)
         self.table.put(record.to_row())
 
     def list(self, tenant: str | None = None) -> list[KeyRecord]:

@@ -14,10 +14,15 @@ from engine.storage.codec import decode_row, encode_row, encode_values
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-__all__ = ["ConditionFailed", "DynamoTable", "Row"]
+__all__ = ["ConditionFailed", "DynamoTable", "Row", "just_before"]
 
 Row = dict[str, Any]
 _BATCH = 25
+
+
+def just_before(sort_key: str) -> str:
+    """The greatest bound below ``sort_key`` for a ``BETWEEN`` (sort keys here end in fixed-width digits)."""
+    return sort_key[:-1] + chr(ord(sort_key[-1]) - 1) + "~"
 
 
 class ConditionFailed(Exception):
@@ -91,8 +96,15 @@ class DynamoTable:
         condition: str | None = None,
         names: dict[str, str] | None = None,
         values: Row | None = None,
-    ) -> None:
-        self._write(self.client.delete_item, {"Key": encode_row(key)}, condition, names, values, old=False)
+        returning: bool = False,
+    ) -> Row | None:
+        """Delete a row; with ``returning``, the row as it was (None if there was none)."""
+        kwargs: dict[str, Any] = {"Key": encode_row(key)}
+        if returning:
+            kwargs["ReturnValues"] = "ALL_OLD"
+        result = self._write(self.client.delete_item, kwargs, condition, names, values, old=False)
+        attributes = result.get("Attributes")
+        return decode_row(attributes) if attributes else None
 
     def _write(
         self,
@@ -118,6 +130,24 @@ class DynamoTable:
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             item: Any = exc.response.get("Item")
             raise ConditionFailed(decode_row(item) if item else None) from None
+
+    def get_many(self, keys: Sequence[Row]) -> list[Row | None]:
+        """Rows by key (one BatchGetItem for up to 100), read strongly consistently; None where absent."""
+        wanted = [encode_row(key) for key in keys]
+        found: dict[tuple[str, str], Row] = {}
+        pending: dict[str, Any] = {self.table_name: {"Keys": wanted, "ConsistentRead": True}}
+        for attempt in range(8):
+            result = self.client.batch_get_item(RequestItems=pending)
+            for item in result.get("Responses", {}).get(self.table_name, []):
+                row = decode_row(item)
+                found[(str(row["pk"]), str(row["sk"]))] = row
+            pending = dict(result.get("UnprocessedKeys") or {})
+            if not pending:
+                break
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+        else:
+            raise RuntimeError("DynamoDB kept throttling batch reads")
+        return [found.get((str(key["pk"]), str(key["sk"]))) for key in keys]
 
     # --- queries -----------------------------------------------------------------------------------------------
 
