@@ -1337,6 +1337,9 @@ def main(argv: list[str] | None = None) -> int:
         bench.file_search()
         bench.background()
         bench.authorizer()
+        from .bench_storage import storage_rows
+
+        bench.rows += storage_rows(stack)
         bench.client_choice()
         bench.streams_c50()
         rows += bench.rows

@@ -302,6 +302,9 @@ async def replay(tenant: str, response_id: str, starting_after: int = -1) -> Asy
     settings = get_settings()
     last = starting_after
     deadline = time.monotonic() + settings.background_stream_seconds
+    # One small read per poll (events are read only when the record counts new ones); while nothing changes the
+    # poll backs off to background_poll_max_seconds, so an idle follower costs ~1 read a second, not 10.
+    interval, seen = settings.background_poll_seconds, None
     while True:
         progress = await asyncio.to_thread(store.progress, response_id)
         if progress is None:
@@ -319,7 +322,10 @@ async def replay(tenant: str, response_id: str, starting_after: int = -1) -> Asy
             return
         if time.monotonic() > deadline:
             return
-        await asyncio.sleep(settings.background_poll_seconds)
+        changed, seen = progress != seen, progress
+        fastest = settings.background_poll_seconds
+        interval = fastest if changed else min(interval * 2, max(settings.background_poll_max_seconds, fastest))
+        await asyncio.sleep(interval)
 
 
 async def _failed_event(tenant: str, response_id: str, seq: int) -> str:

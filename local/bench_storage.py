@@ -1,0 +1,185 @@
+"""``make bench``'s storage section: chained creates at turns 1, 10, 50 and 100 (the server's own time and the
+DynamoDB requests a create makes), ``input_items`` pages of a 100- and a 10,000-item response, and the reads an
+idle follower of a background stream costs per minute.
+
+Latencies are measured through the local stack (``x-overhead-ms``: the server's own time, the upstream's
+excluded). Requests are counted at the DynamoDB client (botocore's ``before-call`` hook) of the same storage
+code run in this process against the stack's moto: ``load_context`` of the previous response and ``put`` of
+the new one are what a chained ``store: true`` create asks of storage; the follower is the same ``replay`` the
+streaming function runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from .bench import MODEL, Row, le, log, pct
+
+__all__ = ["storage_rows"]
+
+TURNS = (1, 10, 50, 100)
+CHAINS = 3
+
+
+class _Counter:
+    """DynamoDB calls made by one client."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls = 0
+        client.meta.events.register("before-call.dynamodb.*", self._count)
+
+    def _count(self, **_: Any) -> None:
+        self.calls += 1
+
+    def during(self, action: Callable[[], Any]) -> int:
+        before = self.calls
+        action()
+        return self.calls - before
+
+
+def _environment(stack: str) -> dict[str, str]:
+    health = httpx.get(stack.removesuffix("/v1") + "/_local/health").json()
+    values = {"AWS_ENDPOINT_URL": health["aws_endpoint_url"], "TABLE_NAME": health["table_name"],
+              "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+              "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true"}  # fmt: skip
+    os.environ.update(values)
+    return values
+
+
+def _chain_rows(http: httpx.Client, section: str) -> list[Row]:
+    from engine.models.response import Response
+    from engine.storage.responses import DynamoResponseStore
+
+    overhead: dict[int, list[float]] = {turn: [] for turn in TURNS}
+    requests: dict[int, list[float]] = {turn: [] for turn in TURNS}
+    for _ in range(CHAINS):
+        previous: str | None = None
+        for turn in range(1, max(TURNS) + 1):
+            if turn in TURNS and previous is not None:
+                # what this create asks of storage, on a store with nothing cached (as a cold function)
+                store = DynamoResponseStore(os.environ["TABLE_NAME"], 30, os.environ.get("FILES_BUCKET", ""))
+                counter = _Counter(store.table.client)
+                context = store.load_context("default", previous)
+                assert context is not None
+                probe = Response(id=f"resp_bench{time.time_ns()}", created_at=int(time.time()), model=MODEL,
+                                 status="completed", output=[])  # fmt: skip
+                message = {"id": f"msg_bench{time.time_ns()}", "type": "message", "role": "user",
+                           "content": [{"type": "input_text", "text": "probe"}]}  # fmt: skip
+                store.put("default", probe, [message], context.ancestors)
+                requests[turn].append(counter.calls)
+                store.delete("default", probe.id)
+            body: dict[str, Any] = {"model": MODEL, "input": f"turn {turn}", "store": True}
+            if previous:
+                body["previous_response_id"] = previous
+            answer = http.post("/responses", json=body)
+            answer.raise_for_status()
+            previous = answer.json()["id"]
+            if turn in TURNS:
+                overhead[turn].append(float(answer.headers["x-overhead-ms"]))
+    rows = []
+    first = pct(overhead[1], 0.5)
+    for turn in TURNS:
+        rows.append(Row(f"chained create at turn {turn}, server time (ms)", len(overhead[turn]),
+                        pct(overhead[turn], 0.5), pct(overhead[turn], 0.99), section=section))  # fmt: skip
+    last = pct(overhead[max(TURNS)], 0.5)
+    rows.append(Row(f"turn {max(TURNS)} / turn 1 (ratio)", CHAINS, last / first, goals=[le(1.25)], section=section))
+    for turn in TURNS[1:]:
+        rows.append(Row(f"DynamoDB requests of a create at turn {turn} (load + put)", len(requests[turn]),
+                        pct(requests[turn], 0.5), section=section))  # fmt: skip
+    return rows
+
+
+def _page_rows(http: httpx.Client, section: str) -> list[Row]:
+    rows = []
+    for size in (100, 10_000):
+        items = [{"role": "user", "content": f"item {n}"} for n in range(size)]
+        created = http.post("/responses", json={"model": MODEL, "input": items, "store": True}, timeout=600)
+        created.raise_for_status()
+        response_id = created.json()["id"]
+        first = http.get(f"/responses/{response_id}/input_items", params={"limit": 20, "order": "asc"}).json()
+        middle = first["data"][-1]["id"]
+        if size > 100:  # a cursor deep in the response
+            after = None
+            for _ in range(3):
+                params: dict[str, Any] = {"limit": 100, "order": "desc"}
+                if after:
+                    params["after"] = after
+                page = http.get(f"/responses/{response_id}/input_items", params=params).json()
+                after = page["data"][-1]["id"]
+            middle = after
+        timings: list[float] = []
+        for _ in range(30):
+            started = time.perf_counter()
+            page = http.get(f"/responses/{response_id}/input_items", params={"limit": 20, "after": middle})
+            page.raise_for_status()
+            timings.append((time.perf_counter() - started) * 1000)
+        rows.append(Row(f"input_items page of 20 after a cursor, {size:,} items (ms)", len(timings),
+                        pct(timings, 0.5), pct(timings, 0.99), section=section))  # fmt: skip
+    small, large = rows[0].p50, rows[1].p50
+    ratio = large / small if small and large else None
+    rows.append(Row("10,000 / 100 items (ratio)", 30, ratio, goals=[le(1.5)], section=section))
+    return rows
+
+
+def _follower_rows(http: httpx.Client, section: str, seconds: float) -> list[Row]:
+    from engine.responses.background import replay
+    from engine.settings import get_settings
+    from engine.storage import get_store
+
+    get_settings.cache_clear()
+    get_store.cache_clear()
+    store: Any = get_store()
+    counter = _Counter(store.table.client)
+    response_id = http.post("/responses", json={"model": MODEL, "input": "HANG", "background": True}).json()["id"]
+    deadline = time.monotonic() + 10
+    while http.get(f"/responses/{response_id}").json()["status"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    async def follow() -> None:
+        async def drain() -> None:
+            async for _ in replay("default", response_id):
+                pass
+
+        try:
+            await asyncio.wait_for(drain(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    counter.calls = 0
+    asyncio.run(follow())
+    per_minute = counter.calls * 60 / seconds
+    http.post(f"/responses/{response_id}/cancel")
+    settings = get_settings()
+    return [
+        Row(
+            f"idle follower of a background stream, {seconds:.0f} s (DynamoDB reads/min)",
+            counter.calls,
+            per_minute,
+            goals=[le(120)],
+            section=section,
+        ),  # fmt: skip
+        Row(
+            f"same, polling every {settings.background_poll_seconds * 1000:.0f} ms without back-off (reads/min)",
+            None,
+            60 / settings.background_poll_seconds,
+            section=section,
+        ),  # fmt: skip
+    ]
+
+
+def storage_rows(stack: str, follower_seconds: float = 20.0) -> list[Row]:
+    """The storage section's rows (see the module docstring)."""
+    section = "storage: chains, pages, followers (moto; requests counted at the client)"
+    log(section)
+    _environment(stack)
+    with httpx.Client(base_url=stack, timeout=120) as http:
+        rows = _chain_rows(http, section)
+        rows += _page_rows(http, section)
+        rows += _follower_rows(http, section, follower_seconds)
+    return rows
