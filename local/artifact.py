@@ -6,8 +6,9 @@ x86_64 build, to run on this machine) both come through :func:`build`:
 1. ``sam build --parameter-overrides Architecture=<arch>``: the template's ``Architecture`` parameter sets every
    function's ``Architectures`` and the engine layer's ``BuildArchitecture``, so pip fetches manylinux wheels for
    that architecture (no container needed: every dependency ships wheels).
-2. :func:`finish` precompiles the layer and the functions' code (``compileall``, **unchecked-hash** ``.pyc``, with
-   the deployed paths ``/opt`` and ``/var/task`` as the code's file names, so tracebacks show source lines). ``/opt``
+2. :func:`finish` drops the dependencies' test suites (``*/tests``, never imported at run time), then precompiles
+   the layer and the functions' code (``compileall``, **unchecked-hash** ``.pyc``, with the deployed paths
+   ``/opt`` and ``/var/task`` as the code's file names, so tracebacks show source lines). ``/opt``
    and ``/var/task`` are read-only on Lambda: without ``.pyc`` every cold start compiles the whole engine and then
    throws the bytecode away. Unchecked-hash ``.pyc`` are used without comparing the source's timestamp or hash
    (the zip's timestamps are not kept anyway); nothing changes the sources after the build.
@@ -154,10 +155,14 @@ def build(arch: Architecture = "arm64", build_dir: Path | None = None, *, force:
 
 
 def finish(build_dir: Path) -> tuple[int, int, int]:
-    """Precompile every package and function and strip the layer's shared objects.
+    """Drop the dependencies' test suites, precompile every package and function, strip the shared objects.
 
     Returns ``(.pyc files written, objects stripped, objects left unstripped for want of a suitable strip)``.
     """
+    # Dependencies' own test suites (numpy's are ~15 MB) are never imported at run time; the engine has none.
+    for tests in sorted((build_dir / LAYER / "python").glob("*/**/tests")):
+        if tests.is_dir() and tests.relative_to(build_dir / LAYER / "python").parts[0] != "engine":
+            shutil.rmtree(tests, ignore_errors=True)
     compiled = 0
     targets = [(build_dir / LAYER, "/opt")]
     targets += [(d, "/var/task") for d in sorted(build_dir.iterdir()) if d.is_dir() and d.name != LAYER]
