@@ -24,7 +24,7 @@ from engine.responses.background import check_streamable, replay, submit
 from engine.responses.create import CreateRun, create_response, prepare_create, run_create
 from engine.responses.failures import http_failure
 from engine.responses.stored import get_response
-from engine.streaming import ResponseStream, sse_encode
+from engine.streaming import SSE_DONE, sse_encode
 
 __all__ = ["create", "error_response", "request_tenant", "retrieve", "tenant_of"]
 
@@ -92,7 +92,7 @@ async def _sse(run: CreateRun) -> AsyncIterator[bytes]:
     try:
         async for event in events:
             yield sse_encode(event)
-        yield ResponseStream.DONE
+        yield SSE_DONE
     finally:
         # a client that went away closes this generator: close the run's now, so it stores what it has
         await events.aclose()
@@ -110,7 +110,7 @@ async def _replayed(tenant: str, response_id: str, starting_after: int) -> Async
     async for data in replay(tenant, response_id, starting_after):
         kind = str(from_json(data)["type"])
         yield b"event: " + kind.encode() + b"\ndata: " + data.encode() + b"\n\n"
-    yield ResponseStream.DONE
+    yield SSE_DONE
 
 
 def _unexpected() -> JSONResponse:

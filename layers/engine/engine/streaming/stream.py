@@ -1,4 +1,4 @@
-"""Stream events: turns provider deltas into the spec's event sequence and keeps the ``Response`` it describes.
+"""The event builder: turns provider deltas into the spec's event sequence and keeps the ``Response`` it describes.
 
 ``ResponseStream`` is the only place that orders lifecycle events and assigns ``sequence_number`` (from 0, no
 gaps). The non-streamed answer is ``ResponseStream.response`` after the same events, so both paths agree.
@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic_core import from_json
+from typing import Any
 
 from engine.ids import new_id
 from engine.models.events import (
@@ -71,41 +68,10 @@ from engine.models.items import (
 )
 from engine.models.response import IncompleteDetails, Response, ResponseError, ResponseUsage
 from engine.providers.base import ToolCallDelta
+from engine.streaming.calls import Classifier, PendingCall, TurnCall, TurnResult, custom_input, unclassified
+from engine.streaming.sse import SSE_DONE
 
-__all__ = ["CallKind", "ResponseStream", "TurnCall", "TurnResult", "sse_encode"]
-
-_SSE_DONE = b"data: [DONE]\n\n"
-
-
-def sse_encode(event: ResponseStreamEvent) -> bytes:
-    """One SSE frame: ``event:`` equal to ``data.type`` and one single-line ``data:``."""
-    return b"event: " + event.type.encode() + b"\ndata: " + event.model_dump_json().encode() + b"\n\n"
-
-
-CallKind = Literal["function", "custom", "mcp", "approval", "ignore", "file_search"]
-# chat name -> (kind, MCP server label or function namespace, tool name); decided once per call, when its name
-# is known.
-Classifier = Callable[[str], tuple[CallKind, str | None, str]]
-
-
-@dataclass(slots=True)
-class TurnCall:
-    """One tool call the model made in a turn, and the item it became."""
-
-    kind: CallKind
-    chat_name: str
-    arguments: str
-    call_id: str
-    item: ResponseFunctionToolCall | ResponseCustomToolCall | McpCall | McpApprovalRequest | FileSearchCall | None = (
-        None
-    )
-    index: int = -1
-
-
-@dataclass(slots=True)
-class TurnResult:
-    text: str = ""
-    calls: list[TurnCall] = field(default_factory=list)
+__all__ = ["ResponseStream"]
 
 
 class _OpenText:
@@ -120,34 +86,10 @@ class _OpenText:
         self.logprobs: list[dict[str, Any]] = []
 
 
-class _PendingCall:
-    """A tool call whose deltas are arriving; it becomes a ``TurnCall`` once its name is known."""
-
-    __slots__ = ("arguments", "call", "call_id", "name")
-
-    def __init__(self, call_id: str | None) -> None:
-        self.arguments: list[str] = []
-        self.name = ""
-        self.call: TurnCall | None = None
-        self.call_id = call_id or ""
-
-
-def _custom_input(arguments: str) -> str:
-    try:
-        parsed = from_json(arguments or "{}")
-    except ValueError:
-        return arguments
-    return str(parsed.get("input", "")) if isinstance(parsed, dict) else arguments
-
-
-def _unclassified(name: str) -> tuple[CallKind, str | None, str]:
-    return "function", None, name
-
-
 class ResponseStream:
     """Builds the event sequence of one response and the final ``Response`` from provider deltas."""
 
-    DONE = _SSE_DONE
+    DONE = SSE_DONE
 
     def __init__(
         self,
@@ -165,8 +107,8 @@ class ResponseStream:
         # clients that read only summaries; it is the reasoning itself, not a separate summary
         self._summarize = summarize
         self._open: _OpenText | None = None
-        self._pending: dict[int, _PendingCall] = {}
-        self._classify: Classifier = _unclassified
+        self._pending: dict[int, PendingCall] = {}
+        self._classify: Classifier = unclassified
         self._turn_text: list[str] = []
         # file_search: the finished text of a message -> its file_citation annotations (set by the turn loop)
         self.annotate: Callable[[str], list[dict[str, Any]]] | None = None
@@ -300,7 +242,7 @@ class ResponseStream:
         events = self._close_open()
         pending = self._pending.get(delta.index)
         if pending is None:
-            pending = self._pending[delta.index] = _PendingCall(delta.call_id)
+            pending = self._pending[delta.index] = PendingCall(delta.call_id)
         if delta.name and not pending.name:
             pending.name = delta.name
         if delta.arguments:
@@ -311,7 +253,7 @@ class ResponseStream:
             events.extend(self._argument_delta(pending.call, delta.arguments))
         return events
 
-    def _open_call(self, pending: _PendingCall) -> list[ResponseStreamEvent]:
+    def _open_call(self, pending: PendingCall) -> list[ResponseStreamEvent]:
         kind, label, name = self._classify(pending.name)
         call = TurnCall(kind, pending.name, "", pending.call_id or new_id("call"))
         pending.call = call
@@ -382,7 +324,7 @@ class ResponseStream:
                 events.append(self._done(call.index, item))
             elif isinstance(item, ResponseCustomToolCall):
                 # offered as a function of one string: its input is known once the JSON arguments are whole
-                item.input = _custom_input(call.arguments)
+                item.input = custom_input(call.arguments)
                 events.append(
                     self._stamp(
                         ResponseCustomToolCallInputDeltaEvent(
