@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import engine.tools.mcp as mcp_client
+import engine.tools.mcp.transport as mcp_transport
 from engine.errors import InvalidRequestError
 from engine.tools.mcp import (
     McpCallResult,
@@ -51,7 +51,7 @@ def sse_url() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _forget_transports() -> None:
-    mcp_client._preferred.clear()
+    mcp_transport._preferred.clear()
 
 
 def connect(url: str, transport: Any = "auto", label: str = "calc", **options: Any) -> McpConnection:
@@ -86,7 +86,7 @@ def test_auto_falls_back_to_sse_when_streamable_http_is_refused_with_405():
         first = connect(url)
         names, result = asyncio.run(list_and_add(first))
         assert names == TOOLS and result.output == "5" and first.transport == "sse"
-        assert mcp_client._preferred[url][0] == "sse"
+        assert mcp_transport._preferred[url][0] == "sse"
         again = connect(url)  # the winner is remembered: straight to SSE
         assert asyncio.run(list_and_add(again))[1].output == "5" and again.transport == "sse"
 
