@@ -28,7 +28,6 @@ from botocore.validate import validate_parameters
 from urllib3.exceptions import ProtocolError
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
-from engine.providers import bedrock
 from engine.providers.base import (
     ChatRequest,
     Finish,
@@ -40,6 +39,7 @@ from engine.providers.base import (
     Usage,
 )
 from engine.providers.bedrock import BedrockProvider, converse_request
+from engine.providers.bedrock import client as bedrock_client
 from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -741,7 +741,7 @@ def bedrock_env(monkeypatch: pytest.MonkeyPatch, fake: FakeBedrock) -> Iterator[
 
     monkeypatch.setenv("UPSTREAM_PROVIDER", "bedrock")
     monkeypatch.setenv("UPSTREAM_BASE_URL", "http://127.0.0.1:9/v1")  # ignored: Bedrock was chosen
-    monkeypatch.setattr(bedrock, "_new_client", lambda settings: fake.client)
+    monkeypatch.setattr(bedrock_client, "_new_client", lambda settings: fake.client)
     get_settings.cache_clear()
     get_provider.cache_clear()
     yield fake

@@ -9,7 +9,9 @@ import pytest
 from botocore.validate import validate_parameters
 
 from engine.providers.base import ChatRequest, TextDelta, Usage
-from engine.providers.bedrock import _Decoder, _ToolNames, converse_request
+from engine.providers.bedrock import converse_request
+from engine.providers.bedrock.convert import ToolNames
+from engine.providers.bedrock.decode import Decoder
 from engine.providers.chat_completions import _events_of, chat_body
 
 
@@ -74,7 +76,7 @@ def test_bedrock_safety_identifier_goes_to_request_metadata_when_bedrock_takes_i
 
 
 def test_bedrock_reports_its_tier_in_responses_terms():
-    decoder = _Decoder(_ToolNames())
+    decoder = Decoder(ToolNames())
     usage = {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
     (reported,) = decoder.events({"metadata": {"usage": usage, "serviceTier": {"type": "reserved"}}})
     assert reported == Usage(input_tokens=3, output_tokens=4, service_tier="scale")
