@@ -1,4 +1,5 @@
-"""The streaming function's plumbing (Starlette under Lambda Web Adapter): body parsing, errors, SSE, tenant."""
+"""The streaming function's edge (Starlette under Lambda Web Adapter): its routes (``build_app``), body parsing,
+errors, SSE, tenant. The only module of the engine that imports Starlette."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import from_json, to_json
+from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from engine.api.limits import check_request_size
 from engine.api.tenancy import tenant_from_authorizer
@@ -26,7 +29,7 @@ from engine.responses.failures import http_failure
 from engine.responses.stored import get_response
 from engine.streaming import SSE_DONE, sse_encode
 
-__all__ = ["create", "error_response", "request_tenant", "retrieve", "tenant_of"]
+__all__ = ["build_app", "create", "error_response", "request_tenant", "retrieve", "tenant_of"]
 
 _OVERHEAD = "x-overhead-ms"
 # hosted tools in the request that no provider here can run, and which the model was therefore not offered
@@ -191,3 +194,22 @@ async def retrieve(request: Request) -> Response:
     except Exception:
         return _unexpected()
     return Response(to_json(response.model_dump(mode="json")), media_type="application/json")
+
+
+async def health(_: Request) -> Response:
+    """Lambda Web Adapter's readiness check (``AWS_LWA_READINESS_CHECK_PATH``)."""
+    return PlainTextResponse("ok")
+
+
+def build_app() -> Starlette:
+    """The streaming function's app. It is reachable through the REST API and the function URL, which may or may
+    not keep the ``/v1`` stage prefix, so both forms are routed."""
+    return Starlette(
+        routes=[
+            Route("/v1/responses", create, methods=["POST"]),
+            Route("/responses", create, methods=["POST"]),
+            Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),
+            Route("/responses/{response_id}", retrieve, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
