@@ -11,9 +11,10 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Literal
 
-from engine.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from engine.errors import InvalidRequestError, PayloadTooLargeError
 from engine.ids import new_id
 from engine.models.files import FileDeleted, FileObject, ObjectList
+from engine.retrieval.records import get_record
 from engine.settings import get_settings
 from engine.storage.files import FileRecord, file_key, get_file_store, get_objects
 
@@ -32,10 +33,6 @@ def _object(record: FileRecord) -> FileObject:
         purpose=record["purpose"],
         expires_at=record["expires_at"] if record["expires_at"] < retention_end else None,
     )
-
-
-def not_found(file_id: str, param: str = "file_id") -> NotFoundError:
-    return NotFoundError(f"No such File object: {file_id}", param=param)
 
 
 def parse_upload(content_type: str, body: bytes) -> tuple[str, bytes, dict[str, str]]:
@@ -99,13 +96,6 @@ def upload_file(tenant: str, filename: str, data: bytes, fields: dict[str, str])
     get_objects().put(file_key(tenant, record["id"]), data)
     get_file_store().create(record)
     return _object(record)
-
-
-def get_record(tenant: str, file_id: str, param: str = "file_id") -> FileRecord:
-    record = get_file_store().get_record(tenant, file_id)
-    if record is None:
-        raise not_found(file_id, param)
-    return record
 
 
 def get_file(tenant: str, file_id: str) -> FileObject:

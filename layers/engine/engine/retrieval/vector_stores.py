@@ -31,6 +31,7 @@ from engine.models.files import (
     VectorStoreUpdateParams,
 )
 from engine.retrieval.chunking import static_strategy
+from engine.retrieval.records import get_record
 from engine.settings import get_settings
 from engine.storage.vector_stores import StoreRow, get_vector_store_repository
 
@@ -143,8 +144,6 @@ def create_store(tenant: str, params: VectorStoreCreateParams) -> VectorStore:
         "chunking_strategy": strategy,
     }
     row["expires_at"] = _ttl(row)
-    from engine.retrieval.files import get_record
-
     records = [get_record(tenant, file_id, "file_ids") for file_id in params.file_ids or []]
     get_vector_store_repository().put_store(row)
     files = [_add(tenant, row, record["id"], None, strategy, record["filename"]) for record in records]
@@ -225,8 +224,6 @@ def _add(
 
 
 def add_file(tenant: str, store_id: str, params: VectorStoreFileCreateParams) -> VectorStoreFile:
-    from engine.retrieval.files import get_record
-
     store = _live_store(tenant, store_id)
     record = get_record(tenant, params.file_id, "file_id")
     strategy = (
@@ -337,8 +334,6 @@ def _batch_object(store_id: str, batch: dict[str, Any], files: list[dict[str, An
 
 
 def create_batch(tenant: str, store_id: str, params: FileBatchCreateParams) -> VectorStoreFileBatch:
-    from engine.retrieval.files import get_record
-
     if (params.file_ids is None) == (params.files is None):
         raise InvalidRequestError("Give exactly one of 'file_ids' and 'files'.", param="file_ids")
     store = _live_store(tenant, store_id)
