@@ -64,6 +64,7 @@ import aiohttp
 import httpx
 
 from local.scripted_upstream import UpstreamConfig, serve_process
+from local.sse import SseParser, frames
 from local.stack import running_stack
 from local.template import load_template
 
@@ -106,38 +107,35 @@ def responses_body(text: str, *, stream: bool, store: bool | None = None) -> byt
 class SSEWatch:
     """Fed body bytes as they arrive; records when the first content chunk arrived and whether the stream finished."""
 
-    __slots__ = ("kind", "first", "deltas", "terminal", "_carry")
+    __slots__ = ("kind", "first", "deltas", "terminal", "_parser")
 
     def __init__(self, kind: Kind) -> None:
         self.kind = kind
         self.first: float | None = None
         self.deltas = 0
         self.terminal = False
-        self._carry = b""
+        self._parser = SseParser()
 
     def feed(self, data: bytes, at: float) -> None:
-        lines = (self._carry + data).split(b"\n")
-        self._carry = lines.pop()
-        for raw in lines:
-            line = raw.rstrip(b"\r")
+        for frame in self._parser.feed(data):
             if self.kind == "responses":
-                if line == b"event: response.output_text.delta":
+                if frame.event == "response.output_text.delta":
                     self.deltas += 1
                     if self.first is None:
                         self.first = at
-                elif line == b"event: response.completed":
+                elif frame.event == "response.completed":
                     self.terminal = True
-            elif line.startswith(b"data: "):
-                payload = line[6:]
-                if payload == b"[DONE]":
-                    self.terminal = True
-                elif self.first is None:
-                    choices = json.loads(payload).get("choices") or [{}]
-                    if (choices[0].get("delta") or {}).get("content"):
-                        self.first = at
-                        self.deltas += 1
-                elif b'"content":"' in payload and b'"content":""' not in payload:
+                continue
+            payload = frame.data
+            if payload == "[DONE]":
+                self.terminal = True
+            elif self.first is None:
+                choices = json.loads(payload).get("choices") or [{}]
+                if (choices[0].get("delta") or {}).get("content"):
+                    self.first = at
                     self.deltas += 1
+            elif '"content":"' in payload and '"content":""' not in payload:
+                self.deltas += 1
 
     def problem(self) -> str | None:
         """Why the stream is not a complete, well-formed answer (``None`` when it is)."""
@@ -731,7 +729,7 @@ class Bench:
             for _ in range(10):
                 started = time.perf_counter()
                 with http.stream("GET", f"/responses/{response_id}", params={"stream": "true"}) as stream:
-                    events = sum(1 for line in stream.iter_lines() if line.startswith("event: "))
+                    events = sum(1 for frame in frames(stream.iter_lines()) if frame.event)
                 rates.append(events / (time.perf_counter() - started))
         self.rows += [
             Row(

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from local.sse import SseFrame, frames
+
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 LIFECYCLE = ("response.created", "response.queued", "response.in_progress", *TERMINAL)
 
@@ -22,8 +24,7 @@ class Frame:
     """``time.monotonic()`` when the block's terminating blank line was read."""
 
     def fields(self, name: str) -> list[str]:
-        prefix = f"{name}:"
-        return [line[len(prefix) :].removeprefix(" ") for line in self.lines if line.startswith(prefix)]
+        return SseFrame(tuple(self.lines)).fields(name)
 
 
 @dataclass
@@ -73,22 +74,12 @@ def collect(http: httpx.Client, method: str, url: str, **kwargs: Any) -> Capture
         if response.status_code != 200 or not capture.content_type.startswith("text/event-stream"):
             capture.body = response.read()
             return capture
-        lines: list[str] = []
-        for line in response.iter_lines():
-            if line:
-                lines.append(line)
-                continue
-            if lines and all(line.startswith(":") for line in lines):
-                lines = []  # a comment-only block (keep-alive) carries no event
-            if lines:
-                frame = Frame(lines, time.monotonic())
-                lines = []
-                (capture.after_done if capture.done else capture.frames).append(frame)
-                if frame.fields("data") == ["[DONE]"]:
-                    capture.done = True
-                    capture.frames.pop()
-        if lines:  # a last block without its blank line is still a (malformed) frame
-            capture.frames.append(Frame(lines, time.monotonic()))
+        for parsed in frames(response.iter_lines()):  # each as soon as its blank line is read
+            frame = Frame(list(parsed.lines), time.monotonic())
+            (capture.after_done if capture.done else capture.frames).append(frame)
+            if frame.fields("data") == ["[DONE]"]:
+                capture.done = True
+                capture.frames.pop()
     for frame in capture.frames:
         data_lines = frame.fields("data")
         names = frame.fields("event")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -14,6 +13,7 @@ import openai
 import pytest
 
 from local.mcp_servers import mcp_server
+from local.sse import frames
 from tests.conftest import UpstreamLog
 
 TERMINAL = {"completed", "failed", "incomplete", "cancelled"}
@@ -116,13 +116,10 @@ def _raw_events(http: httpx.Client, method: str, url: str, **kwargs: Any) -> lis
     events: list[dict[str, Any]] = []
     with http.stream(method, url, **kwargs) as response:
         assert response.status_code == 200, response.read()
-        name = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: ") and line != "data: [DONE]":
-                data = json.loads(line[6:])
-                assert data["type"] == name
+        for frame in frames(response.iter_lines()):
+            if not frame.done:
+                data = frame.json()
+                assert data["type"] == frame.event
                 events.append(data)
     return events
 

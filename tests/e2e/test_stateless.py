@@ -3,20 +3,20 @@ encrypted_content; and item_reference against stored items."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from local.sse import frames
 from tests.conftest import UpstreamLog
 
 
 def _stream(http: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]]:
     with http.stream("POST", "/responses", json={**body, "stream": True}) as response:
         assert response.status_code == 200, response.read()
-        return [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+        return [frame.json() for frame in frames(response.iter_lines()) if not frame.done]
 
 
 def test_codex_style_turns_with_encrypted_reasoning(http: httpx.Client, upstream: UpstreamLog):

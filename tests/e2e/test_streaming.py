@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import openai
 import pytest
+
+from local.sse import frames
 
 
 def _raw_events(http: httpx.Client, body: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
@@ -18,16 +19,12 @@ def _raw_events(http: httpx.Client, body: dict[str, Any]) -> tuple[list[tuple[st
     with http.stream("POST", "/responses", json={**body, "stream": True}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        name = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line == "data: [DONE]":
+        for frame in frames(response.iter_lines()):
+            if frame.done:
                 done = True
-            elif line.startswith("data: "):
-                assert name is not None, "every data line follows an event line"
-                events.append((name, json.loads(line[6:])))
-                name = None
+                continue
+            assert frame.event is not None, "every data line follows an event line"
+            events.append((frame.event, frame.json()))
     return events, done
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from local.sse import frames
 from local.stack import running_stack
 from tests.conftest import UpstreamLog
 
@@ -63,7 +63,7 @@ def test_custom_tools_come_back_as_custom_tool_calls(client: openai.OpenAI, http
         "/responses",
         json={"model": "m", "input": 'CALL apply_patch {"input": "x"}', "tools": [PATCH], "stream": True},  # fmt: skip
     ) as response:
-        types = [json.loads(line[6:])["type"] for line in response.iter_lines() if line.startswith("data: {")]
+        types = [frame.json()["type"] for frame in frames(response.iter_lines()) if not frame.done]
     start = types.index("response.output_item.added")
     assert types[start : start + 4] == [
         "response.output_item.added",

@@ -20,6 +20,7 @@ from local.scripted_upstream import (
     split_exact,
     split_words,
 )
+from local.sse import frames
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -63,9 +64,9 @@ def stream_chunks(client: openai.OpenAI, messages: list[Any], **kwargs: Any) -> 
 def sse_payloads(text: str) -> list[str]:
     """The ``data:`` payloads of an SSE body, asserting the ``data: ...\\n\\n`` framing."""
     assert text.endswith("\n\n")
-    frames = text[:-2].split("\n\n")
-    assert all(frame.startswith("data: ") for frame in frames), frames
-    return [frame.removeprefix("data: ") for frame in frames]
+    parsed = list(frames(text.split("\n")))
+    assert all(len(frame.lines) == 1 and frame.lines[0].startswith("data: ") for frame in parsed), parsed
+    return [frame.data for frame in parsed]
 
 
 # ------------------------------------------------------------------------------------------------------------ helpers
