@@ -24,13 +24,6 @@ def _functions() -> dict[str, FunctionSpec]:
     return {spec.code_dir.name: spec for spec in load_template().functions.values()}
 
 
-def _needs_handler(name: str) -> pytest.MarkDecorator:
-    """Skip while the function's handler file has not been written yet (and only then)."""
-    spec = _functions()[name]
-    path = spec.code_dir / (spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
-    return pytest.mark.skipif(not path.is_file(), reason=f"{path.relative_to(ROOT)} does not exist yet")
-
-
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto in-process, the table created from template.yaml, the engine's cached clients reset."""
@@ -119,7 +112,7 @@ def test_sample_events_drive_every_function(aws: None):
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=_needs_handler(n)) for n in ("cancel_response", "worker")],
+    ["cancel_response", "worker"],
 )
 def test_background_functions_take_their_sample_events(aws: None, name: str):
     """The sample ids name no stored response: cancel answers 404, the worker reports the step done."""
@@ -196,10 +189,6 @@ CONVERSATION_FUNCTIONS = (
 )
 
 
-@pytest.mark.skipif(
-    not all((ROOT / "functions" / name / "app.py").is_file() for name in CONVERSATION_FUNCTIONS),
-    reason="the conversation handlers do not exist yet",
-)
 def test_conversation_functions_take_their_sample_events(aws: None):
     """Each conversation function with its sample event, on one conversation: create, read, update, items
     (list, add, get, delete), delete; then the sample ids (no such conversation) answer 404."""
