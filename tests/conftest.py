@@ -1,16 +1,20 @@
-"""Shared fixtures: the scripted model on loopback, the local stack in front of it, the official client."""
+"""Shared fixtures: the scripted model on loopback, the local stack in front of it, the official client; and
+``moto_table``, moto in process with the table made from template.yaml."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from local.aws import create_table
 from local.scripted_upstream import UpstreamConfig, serve
 from local.stack import running_stack
+from local.template import load_template
 
 
 class UpstreamLog:
@@ -61,3 +65,35 @@ def client(stack: str) -> openai.OpenAI:
 def http(stack: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack, timeout=30, headers={"Authorization": "Bearer sk-local"}) as c:
         yield c
+
+
+@contextmanager
+def moto_table(
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
+    *,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    caches: tuple[Callable[..., Any], ...] = (),
+) -> Iterator[None]:
+    """moto in process with ``table`` created from template.yaml's definition, test credentials, ``env`` set,
+    ``unset`` and any endpoint override removed; the engine's cached factories in ``caches`` are cleared on the
+    way in and out (so none keeps a client of another test)."""
+    from moto import mock_aws
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **(env or {}),
+    }.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ENDPOINT_URL", *unset):
+        monkeypatch.delenv(key, raising=False)
+    with mock_aws():
+        create_table(load_template().table_properties, table)
+        for cached in caches:
+            cached.cache_clear()  # type: ignore[attr-defined]
+        yield
+    for cached in caches:
+        cached.cache_clear()  # type: ignore[attr-defined]

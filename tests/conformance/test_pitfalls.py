@@ -20,18 +20,8 @@ from tests.conformance.paths import WEATHER, mcp_tool
 from tests.conformance.sse import TERMINAL, Capture, check_framing, collect, post_stream
 from tests.conformance.validators import validate_event, validate_response
 from tests.conftest import UpstreamLog
+from tests.event_order import TEXT_ORDER, squash
 
-TEXT_ORDER = [
-    "response.created",
-    "response.in_progress",
-    "response.output_item.added",
-    "response.content_part.added",
-    "response.output_text.delta",
-    "response.output_text.done",
-    "response.content_part.done",
-    "response.output_item.done",
-    "response.completed",
-]
 TTFT_MS = 500
 
 
@@ -61,10 +51,6 @@ def _get(http: httpx.Client, response_id: str) -> dict[str, Any]:
 
 def _chat_requests(upstream: UpstreamLog) -> list[dict[str, Any]]:
     return [r for r in upstream.requests() if r["path"].endswith("/chat/completions")]
-
-
-def _squash(types: list[str]) -> list[str]:
-    return [t for i, t in enumerate(types) if i == 0 or t != types[i - 1]]
 
 
 def _assert_openai_error(answer: httpx.Response, status: int | None = None) -> dict[str, Any]:
@@ -115,7 +101,7 @@ def test_pitfall_01_created_and_in_progress_before_the_upstreams_first_byte(http
 
 def test_pitfall_02_output_text_done_and_every_done_event(http: httpx.Client):
     text = _stream(http, {"input": "REPLY one two three"})
-    assert _squash(text.types) == TEXT_ORDER
+    assert squash(text.types) == TEXT_ORDER
     done = text.first("response.output_text.done").data
     assert done["text"] == "one two three" and done["item_id"] and done["content_index"] == 0
     mixed = _stream(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -10,6 +9,7 @@ import openai
 import pytest
 
 from local.sse import frames
+from tests.event_order import TEXT_ORDER, squash
 
 
 def _raw_events(http: httpx.Client, body: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
@@ -28,19 +28,6 @@ def _raw_events(http: httpx.Client, body: dict[str, Any]) -> tuple[list[tuple[st
     return events, done
 
 
-TEXT_ORDER = [
-    "response.created",
-    "response.in_progress",
-    "response.output_item.added",
-    "response.content_part.added",
-    "response.output_text.delta",
-    "response.output_text.done",
-    "response.content_part.done",
-    "response.output_item.done",
-    "response.completed",
-]
-
-
 def _without_parsed(value: Any) -> Any:
     """The stream helper returns a ParsedResponse; its extra ``parsed`` keys are not part of the wire object."""
     if isinstance(value, dict):
@@ -50,15 +37,11 @@ def _without_parsed(value: Any) -> Any:
     return value
 
 
-def _squash(types: Sequence[str]) -> list[str]:
-    return [t for i, t in enumerate(types) if i == 0 or t != types[i - 1]]
-
-
 def test_sdk_stream_helper_consumes_text_stream(client: openai.OpenAI):
     with client.responses.stream(model="m", input="REPLY streamed words arrive one by one") as stream:
         types = [event.type for event in stream]
         final = stream.get_final_response()
-    assert _squash(types) == TEXT_ORDER
+    assert squash(types) == TEXT_ORDER
     assert types.count("response.output_text.delta") >= 5
     assert final.status == "completed" and final.output_text == "streamed words arrive one by one"
     stored = client.responses.retrieve(final.id)

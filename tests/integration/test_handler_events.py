@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from moto import mock_aws
 
 from local.gateway import LambdaContext, _load_module
 from local.template import FunctionSpec, load_template
+from tests.conftest import moto_table
 
 ROOT = Path(__file__).resolve().parents[2]
 RESPONSE_ID = "resp_0123456789abcdef0123456789abcdef"
@@ -27,31 +27,19 @@ def _functions() -> dict[str, FunctionSpec]:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto in-process, the table created from template.yaml, the engine's cached clients reset."""
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
+    from engine.providers import get_provider
+    from engine.settings import get_settings
+    from engine.storage import get_store
+
+    env = {
         "TABLE_NAME": "responses-test",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "UPSTREAM_BASE_URL": "",
         "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:BackgroundStateMachine",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    from engine.providers import get_provider
-    from engine.settings import get_settings
-    from engine.storage import get_store
-
-    with mock_aws():
-        from local.aws import create_table
-
-        create_table(load_template().table_properties, "responses-test")
-        for cached in (get_settings, get_store, get_provider):
-            cached.cache_clear()
+    }
+    with moto_table(monkeypatch, "responses-test", env=env, caches=(get_settings, get_store, get_provider)):
         yield
-    for cached in (get_settings, get_store, get_provider):
-        cached.cache_clear()
 
 
 def _event(name: str) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from moto import mock_aws
 
 from engine.api.tenancy import tenant_from_authorizer
 from engine.auth import (
@@ -31,38 +30,27 @@ from engine.settings import Settings, get_settings
 from engine.storage.keys import DynamoKeyStore, KeyRecord
 from local.gateway import _load_module, _render
 from local.template import load_template
+from tests.conftest import moto_table
 
 TABLE = "responses-auth-test"
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
+    from engine.providers import get_provider
+    from engine.storage import get_store
+
+    env = {
         "TABLE_NAME": TABLE,
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "UPSTREAM_BASE_URL": "",
         "AUTH_MODE": "keys",
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in ("AWS_ENDPOINT_URL", "AWS_LAMBDA_FUNCTION_NAME", "USAGE_PLAN_ID", "AUTH_CACHE_SECONDS"):
-        monkeypatch.delenv(key, raising=False)
-    from engine.providers import get_provider
-    from engine.storage import get_store
-
+    }
+    unset = ("AWS_LAMBDA_FUNCTION_NAME", "USAGE_PLAN_ID", "AUTH_CACHE_SECONDS")
     caches = (get_settings, get_store, get_provider, function_url_authenticator)
-    with mock_aws():
-        from local.aws import create_table
-
-        create_table(load_template().table_properties, TABLE)
-        for cached in caches:
-            cached.cache_clear()
+    with moto_table(monkeypatch, TABLE, env=env, unset=unset, caches=caches):
         yield
-    for cached in caches:
-        cached.cache_clear()
 
 
 def _record(key: str, tenant: str, **kwargs: Any) -> KeyRecord:

@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from engine.errors import InvalidRequestError
 from engine.models.request import ResponseCreateParams
 from engine.responses import prompts
 from engine.responses.prompts import merge_prompt, render_prompt, validate_template
 from engine.storage.prompts import DynamoPromptStore as PromptStore
-from local.aws import create_table
-from local.template import load_template
+from tests.conftest import moto_table
 
 TABLE = "prompts-unit"
 
@@ -159,12 +157,7 @@ def test_validate_template():
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[PromptStore]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        create_table(load_template().table_properties, TABLE)
+    with moto_table(monkeypatch, TABLE):
         yield PromptStore(TABLE)
 
 

@@ -10,26 +10,19 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from engine.errors import PayloadTooLargeError, PreviousResponseNotFoundError
 from engine.models.items import ResponseOutputMessage, ResponseOutputText
 from engine.models.response import Response
 from engine.storage.responses import DynamoResponseStore
-from local.aws import create_table
-from local.template import load_template
+from tests.conftest import moto_table
 
 TABLE = "responses-unit"
 
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoResponseStore]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        create_table(load_template().table_properties, TABLE)
+    with moto_table(monkeypatch, TABLE):
         yield DynamoResponseStore(TABLE, retention_days=30)
 
 
