@@ -13,13 +13,14 @@ PYTHON_FOR_UV := $(or $(PY313),$(shell command -v python3))
 UV := $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
 VENV_PY := .venv/bin/python
 
-.PHONY: help bootstrap serve test lint template-check lambda-check bench faults build deploy delete moto format layer-requirements layer-requirements-check clean
+.PHONY: help bootstrap serve test lint template-check lambda-check bench faults fuzz build deploy delete moto format layer-requirements layer-requirements-check clean
 
 help:
 	@echo "make serve   start the local stack on http://127.0.0.1:$(PORT)/v1"
 	@echo "make test    lint, type checks, template checks and the whole test suite"
 	@echo "make bench   local stack vs the bare scripted upstream, side by side"
 	@echo "make faults  the whole fault suite (chaos upstream, MCP faults, moto paused); make test runs a subset"
+	@echo "make fuzz    schemathesis + malformed bodies against the local stack (FUZZ_CASES, FUZZ_SEED)"
 	@echo "make lint    ruff + mypy;  make build / deploy   sam build (arm64) / sam deploy (GUIDED=1: --guided)"
 	@echo "make lambda-check   the built artifact started as Lambda starts it (part of make test)"
 
@@ -77,6 +78,13 @@ bench: bootstrap
 # every fault case (chaos upstream, MCP faults, moto paused, disconnects, credential scan); make test runs --quick
 faults: bootstrap
 	$(VENV_PY) -m local.faults
+
+# Bad input must never be a 5xx: schemathesis against the stack's own /v1/openapi.json plus malformed bodies, from a
+# fixed seed (tests/e2e/test_fuzz.py runs a smaller share of it inside make test).
+FUZZ_CASES ?= 10000
+FUZZ_SEED ?= 1
+fuzz: bootstrap
+	$(VENV_PY) -m local.fuzz --cases $(FUZZ_CASES) --seed $(FUZZ_SEED) --report .cache/fuzz-report.json
 
 # sam build for arm64 into .aws-sam/build (what sam deploy uploads), the layer precompiled and stripped.
 build: bootstrap .cache/sam/.synced layer-requirements

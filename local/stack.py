@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -25,9 +26,14 @@ def free_port() -> int:
 
 @contextmanager
 def running_stack(
-    *, upstream_base_url: str | None = None, port: int | None = None, env: dict[str, str] | None = None
+    *,
+    upstream_base_url: str | None = None,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    output: IO[bytes] | None = None,
 ) -> Iterator[str]:
-    """Run ``make serve``'s code path in a child process; yield its base URL (``http://127.0.0.1:P/v1``)."""
+    """Run ``make serve``'s code path in a child process; yield its base URL (``http://127.0.0.1:P/v1``).
+    ``output``: where the child's stdout and stderr go (default: this process's)."""
     port = port or free_port()
     child_env = {**os.environ, "PORT": str(port), "PYTHONPATH": f"{ROOT / 'layers' / 'engine'}{os.pathsep}{ROOT}"}
     child_env.pop("UPSTREAM_BASE_URL", None)
@@ -39,7 +45,9 @@ def running_stack(
         child_env["UPSTREAM_BASE_URL"] = upstream_base_url
         child_env["UPSTREAM_API_KEY"] = "sk-scripted"
     child_env.update(env or {})
-    proc = subprocess.Popen([sys.executable, "-m", "local.serve"], cwd=ROOT, env=child_env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local.serve"], cwd=ROOT, env=child_env, stdout=output, stderr=output
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
