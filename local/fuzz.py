@@ -4,7 +4,10 @@ Every operation of the document gets ``cases`` generated requests (schema-valid 
 from a fixed seed, so a run is repeatable), and every route that reads a body also gets a fixed list of
 malformed ones (broken JSON, a BOM, deep nesting, huge numbers, wrong content types, non-UTF-8 bytes) and odd
 paths for the gateway's 404. The only check is the one the API promises: bad input is an OpenAI-shaped 4xx, never
-a 5xx or a dropped connection. Targets 127.0.0.1 only (the stack this command starts, with the scripted model).
+a 5xx or a dropped connection. A create that ran and ended ``failed`` (the scripted model's echo breaks a requested
+JSON format, say) is answered with its error's status, as OpenAI does, and names its stored response in
+``x-response-id``: those are counted apart, as model faults, not bad input. Targets 127.0.0.1 only (the stack
+this command starts, with the scripted model).
 
     python -m local.fuzz --cases 10000 --seed 1          # prints a table; exit 1 when any 5xx was answered
 """
@@ -69,6 +72,7 @@ MALFORMED_BODIES: list[tuple[str, bytes]] = [
     ("items bad", b'{"items": [1, "a", null]}'),
     ("metadata nested", b'{"metadata": {"a": {"b": 1}}}'),
 ]  # fmt: skip
+_ID = "x-response-id"  # names the stored response of a failed foreground create
 CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""]
 ODD_PATHS = ["/v1/%22", '/v1/"', "/v1/%5C", "/v1/responses/%22%7D", "/v1/\\u0000", "/v1/%E2%80%A8", "/nope/%22x"]
 
@@ -84,14 +88,22 @@ class FuzzReport:
     not_enveloped: list[dict[str, Any]] = field(default_factory=list)
     by_operation: Counter[str] = field(default_factory=Counter)
     unsendable: int = 0
+    failed_responses: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(self, label: str, method: str, url: str, status: int | None, body: bytes, sent: Any) -> None:
+    def record(
+        self, label: str, method: str, url: str, status: int | None, body: bytes, sent: Any, response_id: str | None
+    ) -> None:
         self.requests += 1
         if status is None:
             self.dropped.append({"operation": label, "url": url, "sent": _short(sent)})
             return
         self.statuses[status] += 1
-        if status >= 500:
+        if status >= 500 and response_id:
+            # a response that ran and was stored failed (the scripted model's answer broke the requested format,
+            # say), answered with its error's status as OpenAI does: a model fault by design, not bad input
+            self.failed_responses.append({"operation": label, "status": status, "response_id": response_id,
+                                          "body": _short(body)})  # fmt: skip
+        elif status >= 500:
             self.by_operation[label.split(" [")[0]] += 1
             self.server_errors.append(
                 {"operation": label, "status": status, "url": url, "sent": _short(sent), "body": _short(body)}
@@ -106,6 +118,7 @@ class FuzzReport:
             "dropped": len(self.dropped),
             "non_envelope_4xx": len(self.not_enveloped),
             "unsendable": self.unsendable,
+            "failed_responses_answered_5xx": len(self.failed_responses),
             "statuses": dict(sorted(self.statuses.items())),
             "5xx_by_operation": dict(self.by_operation.most_common()),
         }
@@ -127,11 +140,12 @@ def _is_envelope(body: bytes) -> bool:
 def _send(client: httpx.Client, report: FuzzReport, label: str, method: str, url: str, **kwargs: Any) -> None:
     try:
         response = client.request(method, url, **kwargs)
-        report.record(label, method, url, response.status_code, response.content, kwargs.get("content") or kwargs)
+        sent = kwargs.get("content") or kwargs
+        report.record(label, method, url, response.status_code, response.content, sent, response.headers.get(_ID))
     except (httpx.LocalProtocolError, httpx.InvalidURL, UnicodeEncodeError):
         report.unsendable += 1  # an HTTP client cannot send it (a header with a newline, say): not a server fault
     except httpx.HTTPError as exc:
-        report.record(label, method, url, None, b"", {"error": repr(exc), **kwargs})
+        report.record(label, method, url, None, b"", {"error": repr(exc), **kwargs}, None)
 
 
 def _schema_cases(
@@ -271,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         with open(args.report, "w") as out:
             json.dump({**summary, "server_errors": report.server_errors, "dropped": report.dropped,
-                       "not_enveloped": report.not_enveloped}, out, indent=1)  # fmt: skip
+                       "not_enveloped": report.not_enveloped, "failed_responses": report.failed_responses},
+                      out, indent=1)  # fmt: skip
     for error in report.server_errors[:20]:
         print(f"5xx {error['status']} {error['operation']}: sent {error['sent'][:160]} -> {error['body'][:160]}")
     return 1 if report.server_errors or report.dropped else 0

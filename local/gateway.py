@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from .template import FunctionSpec, GatewayResponseSpec, Route, StackTemplate
 
@@ -235,6 +235,14 @@ def _render(template: str, variables: dict[str, str]) -> str:
     return _CONTEXT_VARIABLE.sub(lambda m: variables.get(m.group(1), ""), template)
 
 
+def _raw_path(scope: Scope) -> str:
+    """The path as the client sent it (percent-encoded), as API Gateway's ``$context.path`` holds it: the decoded
+    one could put a quote or a backslash into a gateway response's JSON. What a client sent unencoded (uvicorn
+    passes a few such bytes through) is encoded here, so the rendered body is JSON for any path."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    return quote(raw.decode("latin-1"), safe="/%:@!$&'()*+,;=-._~")
+
+
 class _Denied(Exception):
     """The gateway answers the request itself with this gateway response type."""
 
@@ -432,7 +440,7 @@ class Gateway:
         spec = spec or GatewayResponseSpec(status=None, headers={}, template=None)
         variables = {
             "httpMethod": scope["method"],
-            "path": scope["path"],
+            "path": _raw_path(scope),
             "requestId": request_id,
             "error.message": message,
             "error.messageString": json.dumps(message),

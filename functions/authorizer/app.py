@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from engine.auth import AuthenticationError, Authenticator, bearer_token
-from engine.observability import logger
+from engine.observability import inject_invocation_context, logger
 from engine.settings import get_settings
 
 
@@ -55,7 +55,7 @@ def _websocket_policy(
     return {"principalId": principal, "policyDocument": {"Version": "2012-10-17", "Statement": [statement]}, **extra}
 
 
-@logger.inject_lambda_context(log_event=False)
+@inject_invocation_context
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 def lambda_handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict[str, Any]:
     headers: dict[str, str] = event.raw_event.get("headers") or {}

@@ -4,10 +4,10 @@ import asyncio
 from typing import Any
 
 from engine import tenant_from_authorizer
-from engine.api.rest import make_rest_resolver, rest_handler
-from engine.errors import InvalidRequestError
+from engine.api.parsing import parse_create_params
+from engine.api.rest import make_rest_resolver, raw_body, rest_handler
 from engine.observability import tracer
-from engine.responses.tokens import count_input_tokens
+from engine.responses.tokens import INPUT_TOKENS_DEFAULTS, INPUT_TOKENS_OVERRIDES, count_input_tokens
 
 app = make_rest_resolver()
 
@@ -16,10 +16,10 @@ app = make_rest_resolver()
 @tracer.capture_method(capture_response=False)
 def input_tokens() -> dict[str, Any]:
     tenant = tenant_from_authorizer(app.current_event.request_context.authorizer.raw_event)
-    body = app.current_event.json_body if app.current_event.body else {}
-    if not isinstance(body, dict):
-        raise InvalidRequestError("The request body must be a JSON object.", code="invalid_type")
-    count = asyncio.run(count_input_tokens(body, tenant))
+    params = parse_create_params(
+        raw_body(app.current_event), defaults=INPUT_TOKENS_DEFAULTS, overrides=INPUT_TOKENS_OVERRIDES
+    )
+    count = asyncio.run(count_input_tokens(params, tenant))
     return {"object": "response.input_tokens", "input_tokens": count}
 
 

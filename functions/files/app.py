@@ -65,4 +65,4 @@ def content(file_id: str):  # type: ignore[no-untyped-def]
     )
 
 
-lambda_handler = rest_handler(app)
+lambda_handler = rest_handler(app, json_bodies=False)  # uploads are multipart: the route parses its own body

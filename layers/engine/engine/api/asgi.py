@@ -17,12 +17,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from engine.api.limits import check_request_size
+from engine.api.parsing import parse_create_params
 from engine.api.tenancy import tenant_from_authorizer
 from engine.auth import bearer_token, function_url_authenticator
-from engine.errors import APIError, InvalidRequestError, error_envelope, from_validation_errors
+from engine.errors import APIError, error_envelope, from_validation_errors
 from engine.limits import enforce_function_url_limits
 from engine.models.request import ResponseCreateParams
-from engine.observability import logger, metrics
+from engine.observability import bind_request, logger, metrics
 from engine.responses.background import check_streamable, replay, submit
 from engine.responses.create import CreateRun, create_response, prepare_create, run_create
 from engine.responses.failures import http_failure
@@ -76,18 +77,7 @@ def _record(run: CreateRun) -> None:
 async def _parse(request: Request) -> ResponseCreateParams:
     body = await request.body()
     check_request_size(len(body))
-    try:
-        return ResponseCreateParams.model_validate_json(body or b"{}")
-    except ValidationError as exc:
-        errors = exc.errors()
-        if errors and errors[0].get("type") == "json_invalid":
-            raise InvalidRequestError(
-                "We could not parse the JSON body of your request. The body must be a JSON object.",
-                code="invalid_json",
-            ) from None
-        if errors and errors[0].get("type") == "model_type":
-            raise InvalidRequestError("The request body must be a JSON object.", code="invalid_type") from None
-        raise from_validation_errors(list(errors)) from None
+    return parse_create_params(body)
 
 
 async def _sse(run: CreateRun) -> AsyncIterator[bytes]:
@@ -128,7 +118,7 @@ async def create(request: Request) -> Response:
     A background response is queued and answered at once; streamed, its stored events are followed live."""
     started = time.perf_counter()
     context = _request_context(request)
-    logger.set_correlation_id(context.get("requestId"))
+    bind_request(context.get("requestId"))
     try:
         tenant = await request_tenant(request, context)
         run = await prepare_create(await _parse(request), tenant, started=started)
@@ -174,7 +164,7 @@ async def retrieve(request: Request) -> Response:
     """``GET /v1/responses/{id}``: the stored response, or with ``stream=true`` a background response's events
     from ``starting_after`` on (replayed with their original sequence numbers, then live until it ends)."""
     context = _request_context(request)
-    logger.set_correlation_id(context.get("requestId"))
+    bind_request(context.get("requestId"))
     response_id = request.path_params["response_id"]
     try:
         tenant = await request_tenant(request, context)

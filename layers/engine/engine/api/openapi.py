@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from engine.models.compaction import CompactedResponse, ResponseCompactParams
 from engine.models.conversations import (
     ConversationCreateParams,
     ConversationDeleted,
@@ -21,6 +22,23 @@ from engine.models.conversations import (
     ConversationItemsCreateParams,
     ConversationResource,
     ConversationUpdateParams,
+)
+from engine.models.files import (
+    FileBatchCreateParams,
+    FileDeleted,
+    FileObject,
+    ObjectList,
+    SearchResultsPage,
+    VectorStore,
+    VectorStoreCreateParams,
+    VectorStoreDeleted,
+    VectorStoreFile,
+    VectorStoreFileBatch,
+    VectorStoreFileCreateParams,
+    VectorStoreFileDeleted,
+    VectorStoreFileUpdateParams,
+    VectorStoreSearchParams,
+    VectorStoreUpdateParams,
 )
 from engine.models.request import ResponseCreateParams
 from engine.models.response import Response, ResponseDeleted, ResponseItemList, ResponseList
@@ -85,6 +103,28 @@ class ListResponsesQuery(_Query):
     before: str | None = Field(default=None, min_length=1)
 
 
+class ListFilesQuery(_Query):
+    limit: int = Field(default=10000, ge=1, le=10000)
+    order: Literal["asc", "desc"] = "desc"
+    after: str | None = Field(default=None, min_length=1)
+    purpose: str | None = Field(default=None, min_length=1)
+
+
+class ListVectorStoresQuery(ListResponsesQuery):
+    order: Literal["asc", "desc"] = "desc"
+
+
+class ListVectorStoreFilesQuery(ListVectorStoresQuery):
+    filter: Literal["in_progress", "completed", "failed", "cancelled"] | None = None
+
+
+class FileUploadForm(BaseModel):
+    """``POST /v1/files``: a ``multipart/form-data`` upload (the openai SDK's)."""
+
+    file: bytes
+    purpose: str
+
+
 # (method, path, summary, body model, query model, answer model)
 _Operation = tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None, type[BaseModel]]
 _OPERATIONS: list[_Operation] = [
@@ -112,8 +152,41 @@ _OPERATIONS: list[_Operation] = [
      ConversationItem),
     ("delete", "/conversations/{conversation_id}/items/{item_id}", "Delete a conversation item", None, None,
      ConversationResource),
+    ("post", "/responses/compact", "Compact a context into a sealed compaction item", ResponseCompactParams, None,
+     CompactedResponse),
+    ("post", "/files", "Upload a file", FileUploadForm, None, FileObject),
+    ("get", "/files", "List files", None, ListFilesQuery, ObjectList[FileObject]),
+    ("get", "/files/{file_id}", "Retrieve a file", None, None, FileObject),
+    ("delete", "/files/{file_id}", "Delete a file", None, None, FileDeleted),
+    ("get", "/files/{file_id}/content", "A file's content", None, None, BaseModel),
+    ("post", "/vector_stores", "Create a vector store", VectorStoreCreateParams, None, VectorStore),
+    ("get", "/vector_stores", "List vector stores", None, ListVectorStoresQuery, ObjectList[VectorStore]),
+    ("get", "/vector_stores/{vector_store_id}", "Retrieve a vector store", None, None, VectorStore),
+    ("post", "/vector_stores/{vector_store_id}", "Update a vector store", VectorStoreUpdateParams, None,
+     VectorStore),
+    ("delete", "/vector_stores/{vector_store_id}", "Delete a vector store", None, None, VectorStoreDeleted),
+    ("post", "/vector_stores/{vector_store_id}/search", "Search a vector store", VectorStoreSearchParams, None,
+     SearchResultsPage),
+    ("post", "/vector_stores/{vector_store_id}/files", "Add a file to a vector store", VectorStoreFileCreateParams,
+     None, VectorStoreFile),
+    ("get", "/vector_stores/{vector_store_id}/files", "List a vector store's files", None,
+     ListVectorStoreFilesQuery, ObjectList[VectorStoreFile]),
+    ("get", "/vector_stores/{vector_store_id}/files/{file_id}", "Retrieve a vector store file", None, None,
+     VectorStoreFile),
+    ("post", "/vector_stores/{vector_store_id}/files/{file_id}", "Update a vector store file's attributes",
+     VectorStoreFileUpdateParams, None, VectorStoreFile),
+    ("delete", "/vector_stores/{vector_store_id}/files/{file_id}", "Remove a file from a vector store", None, None,
+     VectorStoreFileDeleted),
+    ("post", "/vector_stores/{vector_store_id}/file_batches", "Add files in a batch", FileBatchCreateParams, None,
+     VectorStoreFileBatch),
+    ("get", "/vector_stores/{vector_store_id}/file_batches/{batch_id}", "Retrieve a file batch", None, None,
+     VectorStoreFileBatch),
+    ("get", "/vector_stores/{vector_store_id}/file_batches/{batch_id}/files", "List a file batch's files", None,
+     ListVectorStoreFilesQuery, ObjectList[VectorStoreFile]),
     ("get", "/openapi.json", "This document", None, None, BaseModel),
 ]  # fmt: skip
+# bodies that are not JSON
+_MEDIA_TYPES: dict[type[BaseModel], str] = {FileUploadForm: "multipart/form-data"}
 
 
 def _parameters(path: str, query: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -147,7 +220,7 @@ def openapi_document(server_url: str = "/v1") -> dict[str, Any]:
     for _, _, _, body, query, answer in _OPERATIONS:
         models.update(m for m in (body, query, answer) if m is not None and m is not BaseModel)
     modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-        (m, "validation" if m.__name__.endswith(("Params", "Query")) else "serialization") for m in models
+        (m, "validation" if m.__name__.endswith(("Params", "Query", "Form")) else "serialization") for m in models
     ]
     refs, top = models_json_schema(sorted(modes, key=lambda pair: pair[0].__name__), ref_template=_REF)
     schemas: dict[str, Any] = top.get("$defs", {})
@@ -172,7 +245,7 @@ def openapi_document(server_url: str = "/v1") -> dict[str, Any]:
         if body is not None:
             operation["requestBody"] = {
                 "required": body is not InputTokensParams,
-                "content": {"application/json": {"schema": ref[body]}},
+                "content": {_MEDIA_TYPES.get(body, "application/json"): {"schema": ref[body]}},
             }
         if path == "/responses" and method == "post":
             operation["responses"]["200"]["content"]["text/event-stream"] = {"schema": {"type": "string"}}

@@ -6,6 +6,8 @@ Every error leaves through ``APIError.to_envelope()`` here (buffered routes) or 
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from typing import Any
 
@@ -14,15 +16,17 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError as Rout
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_core import to_json
 
 from engine.api.limits import check_request_size
+from engine.api.parsing import invalid_json, parse_json_object
 from engine.api.tenancy import tenant_from_authorizer
 from engine.errors import APIError, error_envelope, from_validation_errors
-from engine.observability import logger, metrics, tracer
+from engine.observability import inject_invocation_context, logger, metrics, tracer
 
-__all__ = ["json_response", "make_rest_resolver", "rest_handler", "tenant_from_authorizer"]
+__all__ = ["json_response", "make_rest_resolver", "raw_body", "rest_handler", "tenant_from_authorizer"]
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -33,7 +37,8 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 def make_rest_resolver() -> APIGatewayRestResolver:
     """An ``APIGatewayRestResolver`` with request validation whose every error is OpenAI-shaped."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    # Bodies go through the engine's one JSON parser, whose failures are OpenAI's 400s (see engine.api.parsing).
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_object)
 
     @app.exception_handler(APIError)
     def _api_error(exc: APIError) -> Response[str]:
@@ -63,11 +68,46 @@ def make_rest_resolver() -> APIGatewayRestResolver:
     return app
 
 
-def rest_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The ``lambda_handler`` of a buffered function: the resolver under Powertools' Logger (correlation id
-    from API Gateway), Tracer and Metrics, in the cookbook's order."""
+def raw_body(event: BaseProxyEvent) -> str | bytes | None:
+    """The body as the client sent it: bytes where API Gateway base64-encoded it."""
+    body = event.body
+    if body and event.is_base64_encoded:
+        return base64.b64decode(body)
+    return body
 
-    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+
+def _as_json_request(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Every body is read as JSON whatever content type it declares, as the streaming function reads it (and as
+    OpenAI does): Powertools would otherwise parse forms or refuse other types with a 500. A base64 body (API
+    Gateway's encoding of a binary one) is decoded here; one that is not UTF-8 is answered 400 at once (the
+    returned proxy result)."""
+    for key in ("headers", "multiValueHeaders"):
+        headers = event.get(key) or {}
+        for name in [n for n in headers if n.lower() == "content-type"]:
+            headers[name] = ["application/json"] if key == "multiValueHeaders" else "application/json"
+    if event.get("isBase64Encoded") and event.get("body"):
+        try:
+            event["body"] = base64.b64decode(event["body"], validate=True).decode("utf-8")
+            event["isBase64Encoded"] = False
+        except (binascii.Error, UnicodeDecodeError):
+            err = invalid_json("the body is not UTF-8")
+            return {
+                "statusCode": err.status_code,
+                "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "body": to_json(err.to_envelope()).decode(),
+                "isBase64Encoded": False,
+            }
+    return None
+
+
+def rest_handler(
+    app: APIGatewayRestResolver, *, json_bodies: bool = True
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The ``lambda_handler`` of a buffered function: the resolver under Powertools' Logger (correlation id
+    from API Gateway), Tracer and Metrics, in the cookbook's order. ``json_bodies``: every body is read as JSON
+    (off for a function that takes uploads, which reads its own multipart body)."""
+
+    @inject_invocation_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -81,6 +121,7 @@ def rest_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Lambd
                 "body": to_json(exc.to_envelope()).decode(),
                 "isBase64Encoded": False,
             }
-        return app.resolve(event, context)
+        refused = _as_json_request(event) if json_bodies else None
+        return refused if refused is not None else app.resolve(event, context)
 
     return lambda_handler

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from engine.models.items import InputItem
+from engine.models.json_schema import check_strict_schema
 from engine.models.shared import Metadata, Reasoning, ResponseTextConfig, StreamOptions, TextFormat
+from engine.models.tools import ConversationParam, PromptParamDict, ToolChoiceParam, ToolParam
 
 __all__ = [
     "BackgroundOptions",
@@ -18,6 +21,8 @@ __all__ = [
     "StreamOptions",
     "TextFormat",
 ]
+
+_INT32 = 2**31 - 1
 
 Includable = Literal[
     "file_search_call.results",
@@ -51,6 +56,28 @@ class ContextManagement(BaseModel):
     compact_threshold: int | None = Field(default=None, ge=1)
 
 
+class TextFormatParam(TextFormat):
+    """``text.format`` as requested: a strict ``json_schema`` must be a schema this server can apply (checked
+    here, not when the answer is already generated; stored responses are not re-checked)."""
+
+    @model_validator(mode="after")
+    def _strict_schema_applies(self) -> TextFormatParam:
+        if self.type == "json_schema" and self.strict and self.schema_ is not None:
+            try:
+                check_strict_schema(self.schema_)
+            except ValueError as exc:
+                # raised as a nested error so that param names the schema: text.format.schema
+                detail = {"detail": f"JSON schema '{self.name}': {exc}"}
+                error = PydanticCustomError("invalid_value", "{detail}", detail)
+                line = InitErrorDetails(type=error, loc=("schema",), input=self.schema_)
+                raise ValidationError.from_exception_data("TextFormat", [line]) from None
+        return self
+
+
+class ResponseTextConfigParam(ResponseTextConfig):
+    format: TextFormatParam = Field(default_factory=TextFormatParam)
+
+
 class ResponseCreateParams(BaseModel):
     """Strictly typed (a string where a number belongs is a 400); fields newer than ours are kept in
     ``model_extra`` and ignored, as OpenAI's own clients send fields ahead of any spec copy."""
@@ -71,12 +98,13 @@ class ResponseCreateParams(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    max_output_tokens: int | None = Field(default=None, ge=16)
-    max_tool_calls: int | None = Field(default=None, ge=1)
+    # upper bounds: what a model or a loop could use, and what DynamoDB's numbers hold
+    max_output_tokens: int | None = Field(default=None, ge=16, le=_INT32)
+    max_tool_calls: int | None = Field(default=None, ge=1, le=_INT32)
     parallel_tool_calls: bool | None = True
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = "auto"
-    text: ResponseTextConfig | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: ToolChoiceParam | None = "auto"
+    text: ResponseTextConfigParam | None = None
     reasoning: Reasoning | None = None
     truncation: Literal["auto", "disabled"] | None = "disabled"
     include: list[Includable] | None = None
@@ -84,5 +112,5 @@ class ResponseCreateParams(BaseModel):
     safety_identifier: str | None = Field(default=None, max_length=64)
     prompt_cache_key: str | None = Field(default=None, max_length=64)
     service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"] | None = "auto"
-    conversation: str | dict[str, Any] | None = None
-    prompt: dict[str, Any] | None = None
+    conversation: ConversationParam | None = None
+    prompt: PromptParamDict | None = None

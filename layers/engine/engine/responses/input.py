@@ -32,6 +32,10 @@ _ID_PREFIX = {
     "function_call_output": "fco",
     "reasoning": "rs",
     "mcp_approval_response": "mcpa",
+    # MCP items sent back by value with an empty id (the fuzzer's): named as this server names its own
+    "mcp_list_tools": "mcpl",
+    "mcp_call": "mcp",
+    "mcp_approval_request": "mcpr",
     "custom_tool_call": "ctc",
     "custom_tool_call_output": "ctco",
     "compaction": "cmp",

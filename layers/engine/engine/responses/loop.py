@@ -22,6 +22,7 @@ from pydantic_core import from_json
 
 from engine.models.events import ResponseStreamEvent
 from engine.models.items import McpCall
+from engine.models.json_schema import schema_mismatch
 from engine.models.request import ResponseCreateParams
 from engine.models.response import InputTokensDetails, OutputTokensDetails, ResponseUsage
 from engine.observability import logger
@@ -474,12 +475,9 @@ class TurnLoop:
         except ValueError:
             return f"The model's answer is not valid JSON, as text.format '{fmt.type}' requires."
         if fmt.type == "json_schema" and fmt.strict and fmt.schema_ is not None:
-            import jsonschema
-
-            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(fmt.schema_).iter_errors(value))
-            if error is not None:
-                where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-                return f"The model's answer does not match the JSON schema '{fmt.name}' at {where}: {error.message}"
+            mismatch = schema_mismatch(fmt.schema_, value)  # no reference is ever fetched (engine.models.json_schema)
+            if mismatch is not None:
+                return f"The model's answer does not match the JSON schema '{fmt.name}' {mismatch}"
         return None
 
     def fail(self, exc: BaseException) -> list[ResponseStreamEvent]:

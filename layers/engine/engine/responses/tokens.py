@@ -11,24 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
-from engine.errors import from_validation_errors
 from engine.models.request import ResponseCreateParams
 from engine.responses.create import prepare_create
 from engine.responses.estimate import estimate_tokens
 from engine.responses.input import to_chat_messages
 
-__all__ = ["count_input_tokens", "estimate_tokens"]
+__all__ = ["INPUT_TOKENS_DEFAULTS", "INPUT_TOKENS_OVERRIDES", "count_input_tokens", "estimate_tokens"]
 
 
-async def count_input_tokens(body: dict[str, Any], tenant: str) -> int:
-    """Tokens of the context a create with this body would send (every field optional, as OpenAI's)."""
-    request = {"model": "input-tokens", "input": [], **body, "store": False, "stream": False, "background": False}
-    try:
-        params = ResponseCreateParams.model_validate(request)
-    except ValidationError as exc:
-        raise from_validation_errors(list(exc.errors())) from None
+# What an input_tokens body may leave out, and what it cannot ask for (nothing is stored, streamed or queued).
+INPUT_TOKENS_DEFAULTS: dict[str, Any] = {"model": "input-tokens", "input": []}
+INPUT_TOKENS_OVERRIDES: dict[str, Any] = {"store": False, "stream": False, "background": False}
+
+
+async def count_input_tokens(params: ResponseCreateParams, tenant: str) -> int:
+    """Tokens of the context a create with these parameters would send (parsed by the create's own parser
+    with :data:`INPUT_TOKENS_DEFAULTS` and :data:`INPUT_TOKENS_OVERRIDES`)."""
     run = await prepare_create(params, tenant)
     offered, _ = run.tools.offer(params.tool_choice)
     messages = to_chat_messages(params.instructions, run.context_items, run.tools.model_name, summaries=run.summaries)

@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from engine.errors import InvalidRequestError
+from engine.models.tools import HOSTED_TOOLS, McpToolParam
+from engine.models.tools import ApprovalFilter as _ApprovalFilter
+from engine.models.tools import ToolNamesFilter as _ToolNames
 from engine.observability import logger
 from engine.tools.file_search import FileSearchSpec, chat_function, parse_file_search
 from engine.tools.function import CustomTool, FunctionTool, parse_custom_tool, parse_function_tool, validate_tool
@@ -22,39 +23,6 @@ from engine.tools.mcp import McpServerSpec, McpTool, check_destination, validate
 __all__ = ["HOSTED_TOOLS", "McpServerRef", "Target", "ToolSet", "build_toolset"]
 
 _CHAT_NAME = re.compile(r"[^a-zA-Z0-9_-]")
-# Tools OpenAI runs on its own infrastructure; no provider here can run them.
-HOSTED_TOOLS = frozenset({
-    "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
-    "code_interpreter", "image_generation", "computer", "computer_use", "computer_use_preview", "local_shell",
-    "shell", "apply_patch", "tool_search", "programmatic_tool_calling",
-})  # fmt: skip
-
-
-class _ToolNames(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
-    tool_names: list[str] | None = None
-    read_only: bool | None = None
-
-
-class _ApprovalFilter(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
-    always: _ToolNames | None = None
-    never: _ToolNames | None = None
-
-
-class McpToolParam(BaseModel):
-    """``{"type": "mcp", …}`` as OpenAI documents it, or Fireworks' ``{"type": "sse", "server_url"}``."""
-
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-    type: Literal["mcp", "sse"]
-    server_label: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_.-]+$")
-    server_url: str = Field(min_length=1, max_length=2048)
-    server_description: str | None = None
-    headers: dict[str, str] | None = None
-    authorization: str | None = None
-    allowed_tools: list[str] | _ToolNames | None = None
-    require_approval: Literal["always", "never"] | _ApprovalFilter | None = None
 
 
 def _reject_hosted_mcp(raw: dict[str, Any], index: int) -> None:
