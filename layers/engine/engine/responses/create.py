@@ -25,6 +25,7 @@ from engine.models.response import (
 )
 from engine.observability import logger
 from engine.providers import ChatRequest, Provider, get_provider
+from engine.responses.approvals import check_approvals
 from engine.responses.compaction import open_summaries
 from engine.responses.input import normalize_input
 from engine.responses.loop import Approval, LoopInputs, LoopOutcome, TurnLoop
@@ -154,26 +155,6 @@ def _open_sealed_reasoning(items: list[dict[str, Any]], tenant: str) -> None:
                 item["content"] = [{"type": "reasoning_text", "text": text}]
 
 
-def _approvals(items: list[dict[str, Any]], new: list[dict[str, Any]], tools: ToolSet) -> list[Approval]:
-    """The request's ``mcp_approval_response`` items, each checked against the approval request it answers."""
-    requests = {i["id"]: i for i in items if i.get("type") == "mcp_approval_request"}
-    approvals: list[Approval] = []
-    for index, item in enumerate(new):
-        if item.get("type") != "mcp_approval_response":
-            continue
-        request = requests.get(item["approval_request_id"])
-        if request is None:
-            raise InvalidRequestError(
-                f"No approval request found with id '{item['approval_request_id']}'.", param=f"input[{index}]"
-            )
-        if request["server_label"] not in tools.servers:
-            raise InvalidRequestError(
-                f"The approved call needs MCP server '{request['server_label']}' in 'tools'.", param="tools"
-            )
-        approvals.append(Approval(request, bool(item["approve"])))
-    return approvals
-
-
 async def prepare_create(
     params: ResponseCreateParams,
     tenant: str,
@@ -213,7 +194,7 @@ async def prepare_create(
     _open_sealed_reasoning(input_items, tenant)
     summaries = open_summaries(context + input_items, tenant, first_input=len(context))
     check_pairing(context + input_items)
-    approvals = _approvals(context + input_items, input_items, tools)
+    approvals = await check_approvals(context, input_items, tools, tenant, store)
     tools.remember_listings(context + input_items)
     if params.store:
         store.check_items(input_items)
