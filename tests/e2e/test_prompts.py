@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -159,3 +160,44 @@ def test_prompt_in_a_background_response_is_applied_once(
         {"role": "system", "content": "Customer: c"},
         {"role": "user", "content": "bg"},
     ]
+
+
+def test_template_limits_are_400s_naming_them(client: openai.OpenAI, prompts_cli: Any):
+    cases = {
+        "{{ range(n|int)|list|length }}": "range() in a prompt template is limited to 10000 items",
+        "{{ 2 ** (n|int) }}": "4096-bit results",
+        "{{ 'a' * (n|int) }}": "output limit",
+    }
+    for source, limit in cases.items():
+        prompt_id = f"pmpt_{uuid.uuid4().hex[:12]}"
+        prompts_cli("create", "--id", prompt_id, template={"instructions": source, "variables": ["n"]})
+        with pytest.raises(openai.BadRequestError) as exc:
+            client.responses.create(model="m", prompt={"id": prompt_id, "variables": {"n": "1000000000"}})
+        assert exc.value.code == "prompt_limit_exceeded" and limit in exc.value.message and exc.value.param == "prompt"
+        # within the limits the same template renders
+        assert (
+            client.responses.create(model="m", prompt={"id": prompt_id, "variables": {"n": "3"}}).status == "completed"
+        )
+
+
+def test_a_slow_template_does_not_stall_other_requests(stack: str, prompts_cli: Any):
+    # nested loops that output nothing: about the whole 1 s time budget, then a 400
+    slow = "{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}"
+    prompt_id = f"pmpt_{uuid.uuid4().hex[:12]}"
+    prompts_cli("create", "--id", prompt_id, template={"instructions": slow})
+
+    def slow_request() -> tuple[int, float]:
+        started = time.monotonic()
+        response = httpx.post(f"{stack}/responses", json={"model": "m", "prompt": {"id": prompt_id}}, timeout=30)
+        return response.status_code, time.monotonic() - started
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(slow_request)
+        time.sleep(0.2)  # the template is rendering now
+        started = time.monotonic()
+        quick = httpx.post(f"{stack}/responses", json={"model": "m", "input": "hi"}, timeout=30)
+        quick_seconds = time.monotonic() - started
+        status, slow_seconds = pending.result()
+    assert quick.status_code == 200 and status == 400
+    assert slow_seconds >= 0.9  # it did render for about its budget...
+    assert quick_seconds < slow_seconds - 0.3  # ...while the other request was answered

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from engine.errors import InvalidRequestError
 from engine.models.request import ResponseCreateParams
 from engine.responses import prompts
 from engine.responses.prompts import merge_prompt, render_prompt, validate_template
+from engine.settings import get_settings
 from engine.storage.prompts import DynamoPromptStore as PromptStore
 from tests.conftest import moto_table
 
@@ -212,3 +214,46 @@ def test_cli(store: PromptStore, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert prompts.main(["--table", TABLE, "show", "pmpt_c", "--version", "5"]) == 1
     path.write_text(json.dumps({"instructions": "{{ broken"}))
     assert prompts.main(["--table", TABLE, "create", "--id", "pmpt_c", "--file", str(path)]) == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "limit"),
+    [
+        ("{{ range(10**9)|list|length }}", "range() in a prompt template is limited to 10000 items"),
+        ("{% for i in range(10**6) %}{% endfor %}", "range() in a prompt template is limited to 10000 items"),
+        ("{{ 2**100000 }}", "'**' in a prompt template is limited to 4096-bit results"),
+        ("{{ (10**300) * (10**300) * (10**300) * (10**300) * (10**300) }}", "4096-bit results"),
+        ("{{ 'a' * 10**7 }}", "output limit"),
+        ("{{ ['x'] * 10**7 }}", "output limit"),
+        ("{% for i in range(9999) %}{{ 'abcdefghij' * 30 }}{% endfor %}", "limited to 200000 characters"),
+    ],
+)
+def test_rendering_is_bounded(source: str, limit: str):
+    with pytest.raises(InvalidRequestError) as exc:
+        render_prompt({"instructions": source}, {})
+    assert exc.value.status_code == 400 and exc.value.code == "prompt_limit_exceeded" and limit in exc.value.message
+
+
+def test_rendering_time_is_bounded_even_when_nothing_is_output(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PROMPT_RENDER_SECONDS", "0.3")
+    get_settings.cache_clear()
+    try:
+        started = time.monotonic()
+        with pytest.raises(InvalidRequestError) as exc:
+            render_prompt(
+                {"instructions": "{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}"}, {}
+            )
+        assert "limited to 0.3 s" in exc.value.message and time.monotonic() - started < 2
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_template_failing_on_its_own_is_a_400_not_a_500():
+    for source in ("{{ 1 // 0 }}", "{{ 10**400 * 1.0 }}", "{{ '%d' % 'x' }}"):
+        with pytest.raises(InvalidRequestError):
+            render_prompt({"instructions": source}, {})
+
+
+def test_bounded_templates_still_render():
+    instructions, _ = render_prompt({"instructions": "{% for i in range(3) %}{{ i * 2 }}{% endfor %} {{ 2**10 }}"}, {})
+    assert instructions == "024 1024"

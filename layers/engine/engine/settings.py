@@ -41,6 +41,9 @@ class Settings(BaseModel):
     mcp_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     mcp_call_timeout_seconds: float = Field(default=60.0, gt=0)
     mcp_max_output_bytes: int = Field(default=100_000, ge=1_000)
+    # Prompt templates: time and output budget of one rendered field (a template past either is a 400).
+    prompt_render_seconds: float = Field(default=1.0, gt=0)
+    prompt_max_output_chars: int = Field(default=200_000, ge=1_000)
     # Background runs: the state machine that runs them, and how a worker step and a replaying stream behave.
     state_machine_arn: str = ""
     background_step_seconds: float = Field(default=60.0, gt=0)

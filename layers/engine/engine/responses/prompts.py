@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from engine.errors import InvalidRequestError
 from engine.models.request import ResponseCreateParams
+from engine.responses.template_limits import TemplateLimitError, bounded_environment, render_bounded
 from engine.settings import get_settings
 from engine.storage import get_prompt_store
 from engine.storage.prompts import PromptNotFound
@@ -53,12 +54,8 @@ _ATTACHMENTS = ("input_image", "input_file")
 # --- rendering ---------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
 def _environment() -> Any:
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return bounded_environment()  # Jinja2's immutable sandbox, with range and arithmetic bounded
 
 
 @lru_cache(maxsize=512)
@@ -71,7 +68,11 @@ def _render(source: str, values: dict[str, str], where: str) -> str:
     from jinja2.sandbox import SecurityError
 
     try:
-        return _compile(source).render(values)
+        return render_bounded(_compile(source), values)
+    except TemplateLimitError as exc:
+        raise InvalidRequestError(
+            f"The prompt template's {where} went past a limit: {exc}.", param="prompt", code="prompt_limit_exceeded"
+        ) from None
     except SecurityError as exc:
         raise InvalidRequestError(f"The prompt template's {where} is not allowed: {exc}", param="prompt") from None
     except UndefinedError as exc:
@@ -84,6 +85,10 @@ def _render(source: str, values: dict[str, str], where: str) -> str:
         raise InvalidRequestError(f"The prompt template's {where} failed: {exc}", param="prompt.variables") from None
     except TemplateError as exc:
         raise InvalidRequestError(f"The prompt template's {where} failed: {exc}", param="prompt") from None
+    except Exception as exc:  # the template's own arithmetic or filters failing (a division by zero, say): a 400
+        raise InvalidRequestError(
+            f"The prompt template's {where} failed: {type(exc).__name__}: {str(exc)[:200]}", param="prompt"
+        ) from None
 
 
 def _declared(template: dict[str, Any]) -> dict[str, str | None] | None:
@@ -255,7 +260,8 @@ async def apply_prompt(params: ResponseCreateParams, tenant: str) -> ResponseCre
     except PromptNotFound as exc:
         raise InvalidRequestError(str(exc), param="prompt", code="not_found") from None
     echo = {"id": prompt_id, "version": str(resolved), "variables": prompt.get("variables")}
-    return merge_prompt(params, template, echo)
+    # rendered on a worker thread: a slow template (within its time limit) never stalls other requests
+    return await asyncio.to_thread(merge_prompt, params, template, echo)
 
 
 # --- the owner's CLI ---------------------------------------------------------------------------------------
