@@ -580,6 +580,7 @@ def _keys(*keys: str) -> Expectation:
 EXPECTED: dict[str, Expectation] = {
     "authorizer": _allowed,
     "list_responses": _status(200),
+    "openapi": _status(200),
     "list_input_items": _status(200),
     "count_input_tokens": _status(200),
     "create_conversation": _status(200),
