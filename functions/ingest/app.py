@@ -5,11 +5,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from engine.observability import logger, tracer
+from engine.observability import inject_invocation_context, tracer
 from engine.retrieval.ingest import ingest_file
 
 
-@logger.inject_lambda_context
+@inject_invocation_context
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return ingest_file(event)

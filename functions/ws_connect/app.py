@@ -7,11 +7,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from engine.api.tenancy import tenant_from_authorizer
 from engine.errors import APIError
-from engine.observability import logger
+from engine.observability import inject_invocation_context
 from engine.responses.websocket import connect
 
 
-@logger.inject_lambda_context
+@inject_invocation_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = event["requestContext"]
     try:

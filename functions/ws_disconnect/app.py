@@ -4,11 +4,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from engine.observability import logger
+from engine.observability import inject_invocation_context
 from engine.responses.websocket import disconnect
 
 
-@logger.inject_lambda_context
+@inject_invocation_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     disconnect(event["requestContext"]["connectionId"])
     return {"statusCode": 200}

@@ -6,14 +6,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from engine.observability import logger
+from engine.observability import inject_invocation_context, logger
 from engine.responses.websocket import receive
 
 
-@logger.inject_lambda_context
+@inject_invocation_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = event["requestContext"]
-    logger.set_correlation_id(request.get("requestId"))
+    logger.thread_safe_append_keys(correlation_id=request.get("requestId"))  # this invocation's context only
     receive(
         request["connectionId"],
         event.get("body"),

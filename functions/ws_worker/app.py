@@ -6,11 +6,11 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from engine.observability import logger, metrics, tracer
+from engine.observability import inject_invocation_context, metrics, tracer
 from engine.responses.websocket import run_worker
 
 
-@logger.inject_lambda_context
+@inject_invocation_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

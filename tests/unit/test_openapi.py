@@ -32,7 +32,9 @@ def test_request_bodies_carry_the_models_constraints():
     assert create["required"] == ["model"]
     assert create["properties"]["temperature"]["anyOf"][0] == {"maximum": 2.0, "minimum": 0.0, "type": "number"}
     tools = create["properties"]["tools"]["anyOf"][0]["items"]["oneOf"]
-    assert {"#/components/schemas/FunctionToolParam", "#/components/schemas/McpToolParam"} <= {t["$ref"] for t in tools}
+    assert {"#/components/schemas/FunctionToolParam", "#/components/schemas/McpToolEntryParam"} <= {
+        t["$ref"] for t in tools
+    }
     assert schemas["ConversationItemsCreateParams"]["properties"]["items"]["maxItems"] == 20
 
 

@@ -118,6 +118,15 @@ class McpToolParam(BaseModel):
     require_approval: Literal["always", "never"] | ApprovalFilter | None = None
 
 
+class McpToolEntryParam(McpToolParam):
+    """An MCP tool as the request is first checked: ``server_url`` may be missing where an OpenAI-hosted
+    ``connector_id`` or ``tunnel_id`` stands in for it, which building the tools then refuses with a clear 400."""
+
+    server_url: str | None = Field(default=None, min_length=1, max_length=2048)  # type: ignore[assignment]
+    connector_id: str | None = None
+    tunnel_id: str | None = None
+
+
 class OtherToolParam(_Param):
     """A hosted tool (accepted, not offered) or a type this server does not know (a 400 naming it later)."""
 
@@ -137,7 +146,7 @@ ToolParamModel = Annotated[
     Annotated[FunctionToolParam, Tag("[function]")]
     | Annotated[CustomToolParam, Tag("[custom]")]
     | Annotated[NamespaceToolParam, Tag("[namespace]")]
-    | Annotated[McpToolParam, Tag("[mcp]")]
+    | Annotated[McpToolEntryParam, Tag("[mcp]")]
     | Annotated[OtherToolParam, Tag("[other]")],
     Discriminator(_tool_tag),
 ]
