@@ -199,11 +199,17 @@ def test_connection_state_is_deleted_on_disconnect(client: openai.OpenAI, stack:
     before = {r["pk"]["S"] for r in rows()}
     with client.responses.connect() as conn:
         _create(conn, input="REPLY cached", store=False)
-        mine = [r for r in rows() if r["pk"]["S"] not in before]
-        # The connection's record (tenant, TTL) and its cached response's items, all with the TTL attribute
-        assert {r["sk"]["S"] for r in mine} >= {"META", "ITEM#000000", "ITEM#000001"}
+        # The connection's record (tenant, TTL) and its cached response's items (written just after the terminal
+        # event), all with the TTL attribute
+        deadline = time.monotonic() + 15
+        while True:
+            mine = [r for r in rows() if r["pk"]["S"] not in before]
+            if {"META", "ITEM#000000", "ITEM#000001"} <= {r["sk"]["S"] for r in mine}:
+                break
+            assert time.monotonic() < deadline, f"the cached response was not written: {mine}"
+            time.sleep(0.05)
         assert all(int(r["expires_at"]["N"]) > time.time() + 3600 for r in mine)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while any(r["pk"]["S"] not in before for r in rows()):
         assert time.monotonic() < deadline, "the connection's rows were not deleted on $disconnect"
         time.sleep(0.05)

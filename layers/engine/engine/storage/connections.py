@@ -110,7 +110,9 @@ class ConnectionStore(DynamoTable):
         return connection_from(row)
 
     def close(self, connection_id: str) -> None:
-        """Delete every row of the connection ($disconnect)."""
+        """Delete every row of the connection ($disconnect). The record goes first: every later write of a worker
+        still running is conditional on it, so none can leave rows behind the query below."""
+        self.delete(self._key(connection_id))
         rows = self.query("pk = :pk", {":pk": _pk(connection_id)}, projection="pk, sk")
         self.batch_write(deletes=[{"pk": r["pk"], "sk": r["sk"]} for r in rows])
 
@@ -140,8 +142,13 @@ class ConnectionStore(DynamoTable):
         except ConditionFailed:
             pass  # disconnected meanwhile: nothing left to release
 
-    def _transact(self, *writes: dict[str, Any]) -> None:
-        self.client.transact_write_items(TransactItems=[dict(w) for w in writes])  # type: ignore[misc]
+    def _transact(self, *writes: dict[str, Any]) -> bool:
+        """One TransactWriteItems; False when a condition refused it (the connection is gone)."""
+        try:
+            self.client.transact_write_items(TransactItems=[dict(w) for w in writes])  # type: ignore[misc]
+        except self.client.exceptions.TransactionCanceledException:
+            return False
+        return True
 
     def enqueue(self, connection: Connection, key: str, body: str) -> None:
         """Queue a message, and count it on the record in the same transaction (see ``pending``)."""
@@ -153,6 +160,7 @@ class ConnectionStore(DynamoTable):
                     "TableName": self.table_name,
                     "Key": encode_row(self._key(connection.connection_id)),
                     "UpdateExpression": "ADD pending :one",
+                    "ConditionExpression": "attribute_exists(pk)",
                     "ExpressionAttributeValues": encode_values({":one": 1}),
                 }
             },
@@ -172,18 +180,19 @@ class ConnectionStore(DynamoTable):
         rows = self._oldest_queued(connection_id)
         if not rows:
             return None
-        self._transact(
+        taken = self._transact(
             {"Delete": {"TableName": self.table_name, "Key": encode_row({"pk": rows[0]["pk"], "sk": rows[0]["sk"]})}},
             {
                 "Update": {
                     "TableName": self.table_name,
                     "Key": encode_row(self._key(connection_id)),
                     "UpdateExpression": "ADD pending :minus",
+                    "ConditionExpression": "attribute_exists(pk)",
                     "ExpressionAttributeValues": encode_values({":minus": -1}),
                 }
             },
         )
-        return str(rows[0]["body"])
+        return str(rows[0]["body"]) if taken else None
 
     # --- the cached response -------------------------------------------------------------------------------------
 
@@ -220,18 +229,15 @@ class ConnectionStore(DynamoTable):
                 {":id": response_id, ":chain": list(chain), ":n": start + len(items)}
             ),
         }
-        try:
-            if len(rows) < _TRANSACTION_LIMIT:
-                puts = [{"Put": {"TableName": self.table_name, "Item": encode_row(row)}} for row in rows]
-                self._transact(*puts, {"Update": update})
-            else:
-                self.batch_write(puts=rows)
-                self.client.update_item(**update)
-        except (
-            self.client.exceptions.TransactionCanceledException,
-            self.client.exceptions.ConditionalCheckFailedException,
-        ):
-            pass  # disconnected meanwhile: the state is gone with the connection
+        if len(rows) < _TRANSACTION_LIMIT:
+            puts = [{"Put": {"TableName": self.table_name, "Item": encode_row(row)}} for row in rows]
+            self._transact(*puts, {"Update": update})  # refused when disconnected meanwhile: nothing is left
+            return
+        try:  # (too many rows for one transaction: any written after a disconnect expire with their TTL)
+            self.batch_write(puts=rows)
+            self.client.update_item(**update)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            pass
 
     def evict(self, connection_id: str, response_id: str) -> None:
         """Forget the cached response if it is ``response_id`` (a failed continuation of it)."""
