@@ -160,7 +160,7 @@ def _json_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, A
 
 
 async def _slow_with_keepalives(writer: Writer) -> None:
-    """Data every 0.6 s (under the suite's 1.5 s timeout) with keep-alives between: must complete."""
+    """Data every 0.6 s (under the suite's 2.5 s timeout) with keep-alives between: must complete."""
     await _head(writer)
     for word in ("slow ", "but ", "steady"):
         await _send(writer, _chunk({"role": "assistant", "content": word}))

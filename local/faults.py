@@ -4,8 +4,9 @@
 (``local/chaos_upstream.py``) and a real MCP server, and drives each fault through each way of asking:
 non-streamed (``json``), streamed (``stream``) and ``background`` (polled until it ends), all with
 ``store: true``. Then DynamoDB faults (moto's server paused with SIGSTOP past boto's retries while a response is
-being stored, streamed and not), a client that disconnects mid-stream, and a scan of the whole table for the MCP
-credentials the runs used. Every outcome is checked for the problems the issue counted:
+being stored, streamed and not), a client that disconnects mid-stream, and scans of the whole table for the MCP
+credentials the runs used (every 0.5 s during the runs, and after). Every outcome is checked for the problems the
+issue counted:
 
 * ``plain 5xx``: an error answer that is not OpenAI's envelope;
 * ``200 failed``: a non-streamed failure answered HTTP 200 (OpenAI answers the error's status);
@@ -86,7 +87,7 @@ UPSTREAM = [
     ("slow_with_keepalives", "completed"),
 ]
 QUICK = {"ok", "status_503", "status_404_model", "status_429", "keepalive_only", "cut_midstream", "huge_chunk",
-         "multiline_crlf", "wrong_shape"}  # fmt: skip
+         "multiline_crlf", "wrong_shape", "slow_with_keepalives"}  # fmt: skip
 MODES = ("json", "stream", "background")
 # The HTTP status and code a failed non-streamed create answers, as OpenAI answers them.
 _HTTP = {
@@ -280,8 +281,8 @@ class Suite:
         self._compare(out, response_id, None, "cancelled")
         return out
 
-    def scan_for_plaintext(self) -> Outcome:
-        out = Outcome("credentials_at_rest", "scan")
+    def plaintext_rows(self) -> int:
+        """Rows of the table holding an MCP credential the runs used, in plaintext."""
         health = httpx.get(self.base.removesuffix("/v1") + "/_local/health").json()
         import boto3
 
@@ -293,14 +294,35 @@ class Suite:
             aws_secret_access_key="testing",
         )
         kwargs: dict[str, Any] = {"TableName": health["table_name"]}
+        found = 0
         while True:
             page = ddb.scan(**kwargs)
-            dump = repr(page["Items"])
-            if SECRET_TOKEN in dump or SECRET_HEADER in dump:
-                out.problems.append("plaintext")
+            found += sum(1 for row in page["Items"] if SECRET_TOKEN in repr(row) or SECRET_HEADER in repr(row))
             if "LastEvaluatedKey" not in page:
-                return out
+                return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @contextmanager
+    def scanning(self, out: Outcome) -> Iterator[None]:
+        """Scan the table for plaintext credentials every 0.5 s while the body runs, and once after it."""
+        stop = threading.Event()
+        seen: list[int] = []
+
+        def scan() -> None:
+            while not stop.wait(0.5):
+                seen.append(self.plaintext_rows())
+
+        thread = threading.Thread(target=scan)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            seen.append(self.plaintext_rows())
+            if any(seen):
+                out.problems.append("plaintext")
+                out.detail = f"plaintext rows: {max(seen)} at most (during runs), {seen[-1]} after"
 
 
 def _moto_pid(base: str) -> int:
@@ -367,7 +389,7 @@ def _paused_cases(suite: Suite) -> list[Outcome]:
 def run_suite(quick: bool = False, workers: int = 4) -> list[Outcome]:
     """Run every fault case against a fresh local stack; the outcomes, one per case and mode."""
     env = {
-        "UPSTREAM_TIMEOUT_SECONDS": "1.5",
+        "UPSTREAM_TIMEOUT_SECONDS": "2.5",
         "BACKGROUND_STEP_SECONDS": "0.05",
         "MCP_CALL_TIMEOUT_SECONDS": "1",
         "DYNAMODB_READ_TIMEOUT_SECONDS": "1",
@@ -377,11 +399,12 @@ def run_suite(quick: bool = False, workers: int = 4) -> list[Outcome]:
     with serve_chaos() as upstream, mcp_server("streamable-http") as mcp_url:
         with running_stack(upstream_base_url=upstream, env=env) as base:
             suite = Suite(base, mcp_url)
-            with ThreadPoolExecutor(workers) as pool:
+            secrets = Outcome("credentials_at_rest", "scan")
+            with suite.scanning(secrets), ThreadPoolExecutor(workers) as pool:
                 outcomes = list(pool.map(lambda job: job(), _jobs(suite, quick)))
             outcomes.append(_guarded("client_disconnects", "stream", suite.run_disconnect)())
             outcomes += _paused_cases(suite)
-            outcomes.append(suite.scan_for_plaintext())
+            outcomes.append(secrets)
     return outcomes
 
 
@@ -392,7 +415,7 @@ def table(outcomes: list[Outcome]) -> str:
     faults = len({o.case for o in outcomes if o.mode == "background"})
     lines = [
         f"fault cases: {len(outcomes)} ({faults} upstream/MCP faults x json/stream/background, + a client "
-        f"disconnect, DynamoDB paused x2, a credential scan); cases with a problem: {len(bad)}",
+        f"disconnect, DynamoDB paused x2, credential scans during and after); cases with a problem: {len(bad)}",
         "| problem | count |",
         "|---|---|",
         *(f"| {p} | {counts.get(p, 0)} |" for p in PROBLEMS),
