@@ -8,16 +8,22 @@ message (see ``CASES``); a request whose last message is a tool result is answer
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
 import socket
-import threading
+import subprocess
+import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
-__all__ = ["CASES", "serve_chaos"]
+__all__ = ["CASES", "main", "serve_chaos"]
+
+_ROOT = Path(__file__).resolve().parent.parent
 
 _CHAOS = re.compile(r"CHAOS (\S+)")
 
@@ -160,12 +166,13 @@ def _json_chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, A
 
 
 async def _slow_with_keepalives(writer: Writer) -> None:
-    """Data every 0.6 s (under the suite's 2.5 s timeout) with keep-alives between: must complete."""
+    """Data every 0.3 s with keep-alives between, 3 s in all (longer than the suite's 2.5 s timeout, each gap far
+    shorter): must complete."""
     await _head(writer)
-    for word in ("slow ", "but ", "steady"):
-        await _send(writer, _chunk({"role": "assistant", "content": word}))
+    for n in range(10):
+        await _send(writer, _chunk({"role": "assistant", "content": f"s{n} "}))
         for _ in range(3):
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.1)
             await _send(writer, b": keep-alive\n\n")
     await _finish(writer)
 
@@ -252,37 +259,47 @@ async def _handle(reader: asyncio.StreamReader, writer: Writer) -> None:
             writer.close()
 
 
+async def _serve(port: int) -> None:
+    server = await asyncio.start_server(_handle, "127.0.0.1", port, limit=2**20)
+    async with server:
+        await server.serve_forever()
+
+
 @contextmanager
 def serve_chaos() -> Iterator[str]:
-    """Run the chaos upstream in a thread on 127.0.0.1; yield its base URL (``http://127.0.0.1:P/v1``)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    server: list[asyncio.Server] = []
-
-    async def start() -> None:
-        server.append(await asyncio.start_server(_handle, sock=sock, limit=2**20))
-        ready.set()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True, name="chaos-upstream")
-    thread.start()
-    ready.wait(10)
+    """Run the chaos upstream in a child process on 127.0.0.1 (its timing must not depend on the GIL of the
+    process driving the suite); yield its base URL (``http://127.0.0.1:P/v1``)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "local.chaos_upstream", "--port", str(port)], cwd=_ROOT)
     try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the chaos upstream did not start")
+            time.sleep(0.05)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
-        def stop() -> None:
-            server[0].close()
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.stop()
 
-        loop.call_soon_threadsafe(stop)
-        thread.join(5)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The chaos Chat Completions upstream of the fault suite.")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    with suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -270,8 +270,14 @@ class ChatCompletionsProvider:
             remaining = last_data + timeout - loop.time()
             if remaining <= 0:
                 raise TimeoutError
-            async with asyncio.timeout(remaining):
-                chunk = await resp.content.readany()
+            try:
+                async with asyncio.timeout(remaining):
+                    chunk = await resp.content.readany()
+            except TimeoutError:
+                # bytes that arrived while this process was busy elsewhere are not the upstream's silence
+                chunk = resp.content.read_nowait()
+                if not chunk:
+                    raise
             if not chunk:
                 for data in decoder.close():
                     yield data
