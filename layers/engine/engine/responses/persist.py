@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.conversations import append_to_conversation
 from engine.observability import logger
@@ -23,7 +23,8 @@ from engine.storage import get_store
 
 if TYPE_CHECKING:
     from engine.models.events import ResponseStreamEvent
-    from engine.responses.create import CreateRun
+    from engine.models.request import ResponseCreateParams
+    from engine.models.response import Response
     from engine.streaming import ResponseStream
 
 __all__ = ["store_abandoned", "store_finished"]
@@ -32,6 +33,22 @@ _UNKNOWN = (
     "The response could not be stored: the database did not acknowledge the write in time, so whether it was "
     "stored is unknown. Retrieve it by id to find out."
 )
+
+
+class CreateRun(Protocol):
+    """What storing reads of a create (``engine.responses.create.CreateRun`` has it; typed here so that this module
+    does not import the one that calls it)."""
+
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def params(self) -> ResponseCreateParams: ...
+    @property
+    def response(self) -> Response: ...
+    @property
+    def input_items(self) -> list[dict[str, Any]]: ...
+    @property
+    def ancestors(self) -> list[str]: ...
 
 
 async def _put_acknowledged(run: CreateRun) -> None:
