@@ -96,15 +96,24 @@ LAMBDA_ENV = {
 }
 # Mounts of the private namespace; then env -i and the command. $1.. are KEY=VALUE pairs and the command.
 _NAMESPACE_SCRIPT = """set -e
+# The sources are bound to a staging tmpfs first: the checkout may live under /tmp or /var, which the tmpfs mounts
+# below replace, and it is hidden before anything runs.
+mount -t tmpfs -o size=1m lambda-stage /mnt
+mkdir /mnt/task /mnt/runtime /mnt/lang /mnt/layer
+mount --bind -o ro "$LC_TASK" /mnt/task
+mount --bind -o ro "$LC_RUNTIME" /mnt/runtime
+mount --bind -o ro "$LC_PYTHON" /mnt/lang
+mount --bind -o ro "$LC_LAYER" /mnt/layer
+mount -t tmpfs -o ro,size=1m checkout-hidden "$LC_HIDE"
 mount -t tmpfs -o size=16m,mode=755 lambda-var /var
 mkdir /var/task /var/runtime /var/lang
-mount --bind -o ro "$LC_TASK" /var/task
-mount --bind -o ro "$LC_RUNTIME" /var/runtime
-mount --bind -o ro "$LC_PYTHON" /var/lang
+mount --bind -o ro /mnt/task /var/task
+mount --bind -o ro /mnt/runtime /var/runtime
+mount --bind -o ro /mnt/lang /var/lang
 mount -t tmpfs -o ro,size=1m runtime-site-packages /var/lang/lib/python3.13/site-packages
-mount --bind -o ro "$LC_LAYER" /opt
+mount --bind -o ro /mnt/layer /opt
 mount -t tmpfs -o size=512m lambda-tmp /tmp
-mount -t tmpfs -o ro,size=1m checkout-hidden "$LC_HIDE"
+umount -l /mnt
 cd /var/task
 exec env -i "$@"
 """
