@@ -1,4 +1,4 @@
-"""``make bench``'s storage section: chained creates at turns 1, 10, 50 and 100 (the server's own time and the
+"""``make bench``'s storage section: chained creates at turns 1, 2, 10, 50 and 100 (the server's own time and the
 DynamoDB requests a create makes), ``input_items`` pages of a 100- and a 10,000-item response, and the reads an
 idle follower of a background stream costs per minute.
 
@@ -23,8 +23,8 @@ from .bench import MODEL, Row, le, log, pct
 
 __all__ = ["storage_rows"]
 
-TURNS = (1, 10, 50, 100)
-CHAINS = 3
+TURNS = (1, 2, 10, 50, 100)
+CHAINS = 5
 
 
 class _Counter:
@@ -102,7 +102,13 @@ def _chain_rows(http: httpx.Client, section: str) -> list[Row]:
         rows.append(Row(f"chained create at turn {turn}, server time (ms)", len(overhead[turn]),
                         pct(overhead[turn], 0.5), pct(overhead[turn], 0.99), section=section))  # fmt: skip
     last = pct(overhead[max(TURNS)], 0.5)
-    rows.append(Row(f"turn {max(TURNS)} / turn 1 (ratio)", CHAINS, last / first, goals=[le(1.25)], section=section))
+    # Turn 1 reads nothing (there is no previous response); every chained turn reads once (a warm process checks
+    # that the context it kept still holds: one BatchGetItem). So the cost of a chain's length is turn 100 against
+    # turn 2, and turn 1 shows what that one read adds.
+    rows.append(Row(f"turn {max(TURNS)} / turn 2 (ratio)", CHAINS, last / pct(overhead[2], 0.5), goals=[le(1.25)],
+                    section=section))  # fmt: skip
+    rows.append(Row(f"turn {max(TURNS)} / turn 1 (ratio; turn 1 makes no read)", CHAINS, last / first,
+                    section=section))  # fmt: skip
     for turn in TURNS[1:]:
         for label, counts in (("cold", requests[turn]), ("warm", warm[turn])):
             rows.append(Row(f"DynamoDB requests of a create at turn {turn} (load + put), {label} process",

@@ -150,6 +150,49 @@ def test_forks_deletes_and_expiry_behave_as_before(store: DynamoResponseStore, m
     assert store.load_context("t", sibling.id) is None
 
 
+def _rows_of(response_id: str) -> list[dict[str, Any]]:
+    """The record and the head row of a response, as stored."""
+    return [r for r in _scan() if r["sk"]["S"] == "META" and r["pk"]["S"] == f"RESP#{response_id}"
+            or r["sk"]["S"].endswith(f"#{response_id}#")]  # fmt: skip
+
+
+def test_no_row_grows_with_the_chain(store: DynamoResponseStore):
+    """A record names its parent, not its whole chain: what a turn writes, and what a warm load reads, is the
+    same size at turn 2 and turn 80."""
+    chain = _chain(store, 80)
+    sizes = {n: sorted(len(to_json(row)) for row in _rows_of(chain[n].id)) for n in (1, 79)}
+    assert len(sizes[1]) == 2 and all(abs(a - b) <= 4 for a, b in zip(sizes[1], sizes[79], strict=True)), sizes
+    read: list[int] = []
+    store.table.client.meta.events.register(
+        "after-call.dynamodb.BatchGetItem", lambda parsed, **_: read.append(len(to_json(parsed["Responses"])))
+    )
+    for n in (1, 79):  # warm (this process stored them): the small attributes that say the kept context holds
+        assert store.load_context("t", chain[n].id) is not None
+    assert len(read) == 2 and abs(read[0] - read[1]) <= 4, read
+
+
+def test_records_that_list_their_ancestors_still_load(store: DynamoResponseStore):
+    """Records written by this layout's first version listed the chain (``ancestors``) and head rows had no
+    ``parent``: their contexts load, and new turns chain on them."""
+    chain = _chain(store, 4)
+    client = boto3.client("dynamodb")
+    for n, response in enumerate(chain):
+        for row in _rows_of(response.id):
+            row.pop("parent", None)
+            if row["sk"]["S"] == "META":
+                if n:
+                    row["ancestors"] = {"L": [{"S": r.id} for r in chain[:n]]}
+            client.put_item(TableName=TABLE, Item=row)
+    fresh = DynamoResponseStore(TABLE, retention_days=30, bucket=BUCKET)
+    context = fresh.load_context("t", chain[-1].id)
+    assert context is not None and context.ancestors == [r.id for r in chain]
+    nxt = _response("a4")
+    fresh.put("t", nxt, [_message("q4")], context.ancestors)
+    again = DynamoResponseStore(TABLE, retention_days=30, bucket=BUCKET).load_context("t", nxt.id)
+    assert again is not None and _texts(again.items) == [t for n in range(5) for t in (f"q{n}", f"a{n}")]
+    assert again.ancestors == [*context.ancestors, nxt.id]
+
+
 def _put_old_layout(tenant: str, response: Response, inputs: list[dict[str, Any]], ancestors: list[str]) -> None:
     """A response as the previous layout stored it: every row under RESP#{id}."""
     pk, expires = f"RESP#{response.id}", response.created_at + 30 * 86_400

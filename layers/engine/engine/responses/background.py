@@ -58,7 +58,6 @@ async def submit(run: CreateRun) -> list[ResponseStreamEvent]:
     job = {
         "tenant": run.tenant,
         "params": seal_job_params(params, run.tenant),
-        "ancestors": run.ancestors,
         "state": LoopState(tool_choice=run.params.tool_choice).model_dump(mode="json"),
     }
     store = get_store()

@@ -3,26 +3,31 @@
 Rows (every one carries ``expires_at``, the TTL; reads treat ``expires_at <= now`` as absent, since DynamoDB
 deletes expired items up to two days late):
 
-* ``RESP#{id}`` / ``META``: the response without its output, status, tenant, item counts, its chain's ids
-  (``ancestors``) and its place in the chain (``chain``, ``depth``), GSI keys for newest-first listing.
+* ``RESP#{id}`` / ``META``: the response without its output, status, tenant, item counts, its ``parent`` and
+  its place in the chain (``chain``, ``depth``), GSI keys for newest-first listing. No row holds a list of the
+  chain's ids, so a record's size does not grow with the chain (records written before this carry
+  ``ancestors``, which are still read).
   A background response also has ``EVT#{seq}`` (stream events) and ``JOB`` (its request) in this partition.
 * ``CHAIN#{root id}``: every response of one chain (forks included), sorted by depth, so one paged Query
   returns a context in order:
-  ``{depth:06d}#{id}#`` (head: tenant, counts, expiry), ``{depth:06d}#{id}#IN#{n:06d}`` (input items),
+  ``{depth:06d}#{id}#`` (head: tenant, counts, expiry, ``parent``), ``{depth:06d}#{id}#IN#{n:06d}`` (input items),
   ``{depth:06d}#{id}#OUT#{n:06d}`` (output items). A fork from the middle is one more response at its depth.
 
 Loading a context is a GetItem of the record and one Query of the chain partition up to the response's own
-rows (bounded requests, whatever the chain's length; siblings from forks are read and skipped). A deleted or
-expired ancestor has no live head row, so its descendants' contexts are gone with it, as before.
+rows (bounded requests, whatever the chain's length; siblings from forks are read and skipped); the lineage is
+the walk up the head rows' ``parent`` links. A deleted or expired ancestor has no live head row, so its
+descendants' contexts are gone with it, as before.
 
 A warm process keeps the contexts it loaded or stored (``_ContextCache``): the next turn of the same chain then
 reads only the record, the chain's ``#GEN`` row (which counts the chain's deletes) and the chain's first head row,
-in one BatchGetItem; a delete anywhere in the chain, or any of its responses expiring (the kept context knows
-their earliest expiry), sends the next load back to the table.
+in one BatchGetItem of a few small attributes; a delete anywhere in the chain, or any of its responses
+expiring (the kept context knows their earliest expiry), sends the next load back to the table. A process keeps
+the context of each response it stores too, a chain's first included, so a warm chain never queries.
 
 Responses stored before this layout (items under ``RESP#{id}`` as ``IN#n``/``OUT#n``, no ``chain``) still
 load: their chains are read as they were written, and a response chained on one starts a new chain partition
-whose record counts how many of its ancestors are in the old layout (``legacy``).
+whose record counts how many of its ancestors are in the old layout (``legacy``) and names them
+(``legacy_ancestors``: a fixed list, the old chain's).
 
 Items larger than a DynamoDB item go to the S3 bucket (``items``); the row keeps the object's key.
 
@@ -107,6 +112,12 @@ class _Cached:
     generation: int  # the chain's delete count when the context was read
     expires: int  # the earliest expiry among the context's responses
     items: bytes  # the context, as a JSON array (a fresh copy on every hit)
+    ancestors: tuple[str, ...]  # the response's chain, oldest first (immutable once written)
+
+    @property
+    def weight(self) -> int:
+        """Bytes this entry holds, roughly (what the cache's size bound counts)."""
+        return len(self.items) + 40 * len(self.ancestors)
 
 
 class _ContextCache:
@@ -125,16 +136,16 @@ class _ContextCache:
             return found
 
     def put(self, response_id: str, cached: _Cached) -> None:
-        if len(cached.items) > self.size // 4:
+        if cached.weight > self.size // 4:
             return
         with self._lock:
             old = self._data.pop(response_id, None)
-            self.used -= len(old.items) if old else 0
+            self.used -= old.weight if old else 0
             self._data[response_id] = cached
-            self.used += len(cached.items)
+            self.used += cached.weight
             while len(self._data) > self.entries or self.used > self.size:
                 _, dropped = self._data.popitem(last=False)
-                self.used -= len(dropped.items)
+                self.used -= dropped.weight
 
 
 def _extended(items: bytes, more: list[dict[str, Any]]) -> bytes:
@@ -222,18 +233,22 @@ class DynamoResponseStore:
             "gsi1sk": response.id,
             "n_in": n_in,
             "n_out": len(response.output),
-            "ancestors": ancestors or None,
+            "parent": ancestors[-1] if ancestors else None,
+            # the old layout's part of the chain: fixed when the chain started, so bounded like the rest
+            "legacy_ancestors": ancestors[: at.legacy] or None,
             "chain": at.chain,
             "depth": at.depth,
             "legacy": at.legacy or None,
         }
 
-    def _head_row(self, response: Response, at: _Position, n_in: int, n_out: int) -> Row:
+    def _head_row(self, response: Response, at: _Position, n_in: int, n_out: int, ancestors: list[str]) -> Row:
         assert at.chain is not None
         return {
             "pk": f"CHAIN#{at.chain}",
             "sk": at.prefix(response.id),
             "tenant": at.tenant,
+            # the lineage a context load walks up (the root's parent, if any, is in the old layout)
+            "parent": ancestors[-1] if ancestors and at.depth else None,
             "n_in": n_in,
             "n_out": n_out,
             "expires_at": self._expires(response),
@@ -274,7 +289,7 @@ class DynamoResponseStore:
 
     def put(self, tenant: str, response: Response, input_items: list[dict[str, Any]], ancestors: list[str]) -> None:
         at = self._child_position(tenant, response.id, ancestors)
-        rows = [self._head_row(response, at, len(input_items), len(response.output))]
+        rows = [self._head_row(response, at, len(input_items), len(response.output), ancestors)]
         rows += self._item_rows(response, at, "IN", input_items, 0)
         rows += self._item_rows(response, at, "OUT", [i.model_dump() for i in response.output], 0)
         # One BatchWriteItem for a typical response (25 rows a call), the record last. Batches are not atomic,
@@ -282,12 +297,17 @@ class DynamoResponseStore:
         # absent. A TransactWriteItems would be atomic but costs twice the write capacity.
         self.table.batch_write([*rows, self._meta_row(tenant, response, len(input_items), ancestors, at)])
         self._remember(response.id, at)
-        parent = self._contexts.get(ancestors[-1]) if ancestors and not at.legacy else None
-        if parent is not None and response.store and response.status in _TERMINAL:
-            own = [*input_items, *(i.model_dump() for i in response.output)]
+        if not response.store or response.status not in _TERMINAL or at.legacy:
+            return
+        own = [*input_items, *(i.model_dump() for i in response.output)]
+        if not ancestors:  # a new chain: nothing deleted from it yet, and nothing before it
+            self._contexts.put(response.id, _Cached(0, self._expires(response), to_json(own), ()))
+            return
+        parent = self._contexts.get(ancestors[-1])
+        if parent is not None:
+            expires = min(parent.expires, self._expires(response))
             self._contexts.put(
-                response.id,
-                _Cached(parent.generation, min(parent.expires, self._expires(response)), _extended(parent.items, own)),
+                response.id, _Cached(parent.generation, expires, _extended(parent.items, own), tuple(ancestors))
             )
 
     # --- reads -------------------------------------------------------------------------------------------------
@@ -337,57 +357,56 @@ class DynamoResponseStore:
         cached, known = self._contexts.get(response_id), self._known_position(response_id)
         if cached is not None and known is not None and known.chain is not None:
             # A warm process: the record, the chain's delete count and its first response (the first to expire)
-            # say whether what it kept still holds.
+            # say whether what it kept still holds; only the attributes that say so are read.
             root = {"pk": f"CHAIN#{known.chain}", "sk": f"{0:06d}#{known.chain}#"}
             meta, counter, first = self.table.get_many(
-                [{"pk": _pk(response_id), "sk": _META}, {"pk": f"CHAIN#{known.chain}", "sk": _GEN}, root]
+                [{"pk": _pk(response_id), "sk": _META}, {"pk": f"CHAIN#{known.chain}", "sk": _GEN}, root],
+                projection="pk, sk, tenant, expires_at, unstored, deletes",
             )
             if not self._live_meta(tenant, meta) or (meta or {}).get("unstored"):
                 return None
-            assert meta is not None
             now = _now()
             same = int((counter or {}).get("deletes", 0)) == cached.generation
             if same and cached.expires > now and first is not None and int(first["expires_at"]) > now:
-                ancestors = [str(a) for a in meta.get("ancestors", [])]
-                return StoredContext(items=list(from_json(cached.items)), ancestors=[*ancestors, response_id])
-        else:
-            meta = self._record(response_id)
+                items = list(from_json(cached.items))
+                return StoredContext(items=items, ancestors=[*cached.ancestors, response_id])
+        meta = self._record(response_id)
         if not self._live_meta(tenant, meta) or (meta or {}).get("unstored"):
             return None
         assert meta is not None
-        ancestors = [str(a) for a in meta.get("ancestors", [])]
         at = self._position_of(meta)
         if at.chain is None:
+            ancestors = [str(a) for a in meta.get("ancestors", [])]
             return self._legacy_context(tenant, response_id, meta, ancestors)
-        legacy = self._legacy_items(tenant, ancestors[: at.legacy])
         rows = self.table.query(
             "pk = :pk AND sk <= :last", {":pk": f"CHAIN#{at.chain}", ":last": at.prefix(response_id) + "~"}
         )
-        members = ancestors[at.legacy :]
-        wanted = {*members, response_id}
         heads: dict[str, Row] = {}
-        by_response: dict[str, list[Row]] = {}
         generation = 0
         for row in rows:
             if row["sk"] == _GEN:
                 generation = int(row.get("deletes", 0))
                 continue
             _, owner, rest = str(row["sk"]).split("#", 2)
-            if owner not in wanted:
-                continue  # a sibling from a fork
-            if rest:
-                by_response.setdefault(owner, []).append(row)
-            else:
+            if not rest:
                 heads[owner] = row
         now = _now()
+        members = self._lineage(response_id, meta, heads, at, now)
+        if "ancestors" in meta:
+            legacy_ids = [str(a) for a in meta["ancestors"]][: at.legacy]
+        else:
+            legacy_ids = [str(a) for a in meta.get("legacy_ancestors") or []]
+        wanted = {*members, response_id}
+        by_response: dict[str, list[Row]] = {}
+        for row in rows:
+            if row["sk"] == _GEN:
+                continue
+            _, owner, rest = str(row["sk"]).split("#", 2)
+            if rest and owner in wanted:  # a sibling from a fork is skipped
+                by_response.setdefault(owner, []).append(row)
         ordered: list[Row] = []
         for owner in [*members, response_id]:
-            head = meta if owner == response_id else heads.get(owner)
-            if head is None or int(head["expires_at"]) <= now:
-                if owner == response_id:
-                    return None
-                # A response earlier in the chain expired or was deleted: the context is gone with it.
-                raise PreviousResponseNotFoundError(owner)
+            head = meta if owner == response_id else heads[owner]
             owned = by_response.get(owner, [])
             inputs = [r for r in owned if str(r["sk"]).split("#", 3)[2] == "IN"]
             outputs = [r for r in owned if str(r["sk"]).split("#", 3)[2] == "OUT"]
@@ -397,12 +416,43 @@ class DynamoResponseStore:
                     return None  # still being written
                 raise PreviousResponseNotFoundError(owner)
             ordered += inputs[:n_in] + outputs[:n_out]
-        items = legacy + self.items.decode_all(ordered)
+        items = self._legacy_items(tenant, legacy_ids) + self.items.decode_all(ordered)
+        ancestors = [*legacy_ids, *members]
         finished = meta.get("status") in _TERMINAL and all(heads[m].get("done") for m in members)
         if finished and not at.legacy:
             expires = min([int(meta["expires_at"]), *(int(heads[m]["expires_at"]) for m in members)])
-            self._contexts.put(response_id, _Cached(generation, expires, to_json(items)))
+            self._contexts.put(response_id, _Cached(generation, expires, to_json(items), tuple(ancestors)))
         return StoredContext(items=items, ancestors=[*ancestors, response_id])
+
+    def _lineage(self, response_id: str, meta: Row, heads: dict[str, Row], at: _Position, now: int) -> list[str]:
+        """The chain-partition responses ``response_id`` is chained on, oldest first: up the ``parent`` links of
+        the head rows. Records written by this layout's first version list their chain (``ancestors``) and their
+        head rows have no ``parent``: the walk takes the rest of the list from the first such record (one
+        GetItem at most). An ancestor deleted or expired ends the walk: the context is gone with it."""
+        members: list[str] = []
+        if "ancestors" in meta:
+            members = [str(a) for a in meta["ancestors"]][at.legacy :]
+        else:
+            parent, depth = meta.get("parent"), at.depth
+            while depth > 0:
+                if parent is None or str(parent) not in heads:
+                    raise PreviousResponseNotFoundError(str(parent or response_id))
+                owner = str(parent)
+                members.append(owner)
+                depth -= 1
+                parent = heads[owner].get("parent")
+                if parent is None and depth > 0:
+                    listed = self.table.get({"pk": _pk(owner), "sk": _META}, projection="ancestors")
+                    if listed is None:
+                        raise PreviousResponseNotFoundError(owner)
+                    members += reversed([str(a) for a in listed.get("ancestors", [])][at.legacy :])
+                    break
+            members.reverse()
+        for owner in members:
+            head = heads.get(owner)
+            if head is None or int(head["expires_at"]) <= now:
+                raise PreviousResponseNotFoundError(owner)
+        return members
 
     def list_input_items(
         self, tenant: str, response_id: str, *, limit: int, order: Literal["asc", "desc"], after: str | None
@@ -586,7 +636,7 @@ class DynamoResponseStore:
     ) -> None:
         """The queued response, its input, its first stream events and the job the worker will run."""
         at = self._child_position(tenant, response.id, ancestors)
-        rows = [self._head_row(response, at, len(input_items), 0)]
+        rows = [self._head_row(response, at, len(input_items), 0, ancestors)]
         rows += self._item_rows(response, at, "IN", input_items, 0)
         rows += self._event_rows(response, events)
         rows.append(self._job_row(response, job))

@@ -131,11 +131,19 @@ class DynamoTable:
             item: Any = exc.response.get("Item")
             raise ConditionFailed(decode_row(item) if item else None) from None
 
-    def get_many(self, keys: Sequence[Row]) -> list[Row | None]:
-        """Rows by key (one BatchGetItem for up to 100), read strongly consistently; None where absent."""
+    def get_many(
+        self, keys: Sequence[Row], *, projection: str | None = None, names: dict[str, str] | None = None
+    ) -> list[Row | None]:
+        """Rows by key (one BatchGetItem for up to 100), read strongly consistently; None where absent.
+        A ``projection`` must include ``pk`` and ``sk`` (rows are matched to their keys by them)."""
         wanted = [encode_row(key) for key in keys]
         found: dict[tuple[str, str], Row] = {}
-        pending: dict[str, Any] = {self.table_name: {"Keys": wanted, "ConsistentRead": True}}
+        request: dict[str, Any] = {"Keys": wanted, "ConsistentRead": True}
+        if projection:
+            request["ProjectionExpression"] = projection
+        if names:
+            request["ExpressionAttributeNames"] = names
+        pending: dict[str, Any] = {self.table_name: request}
         for attempt in range(8):
             result = self.client.batch_get_item(RequestItems=pending)
             for item in result.get("Responses", {}).get(self.table_name, []):
