@@ -60,25 +60,38 @@ def test_background_with_an_mcp_tool_loop_over_several_steps(client: openai.Open
     assert final.output[1].output == "42" and final.output_text == "tool results: 42"
 
 
-def _upstream_quiet(upstream: UpstreamLog) -> int:
-    return len([r for r in upstream.requests() if r["path"].endswith("/chat/completions")])
+def _in_flight(upstream: UpstreamLog) -> int:
+    return int(httpx.get(f"{upstream.root}/_stats").json()["in_flight"])
 
 
 def test_cancel_while_streaming_slowly_stops_the_upstream(client: openai.OpenAI, upstream: UpstreamLog):
-    created = client.responses.create(model="m", input=f"SLOW 100\n{LONG}", background=True)
+    # The model's in-flight count is the whole model's: first let an earlier test's run finish talking to it.
+    deadline = time.monotonic() + 20
+    while _in_flight(upstream) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    marker = f"cancel-{time.time_ns()}"
+
+    def mine() -> int:
+        chat = [r for r in upstream.requests() if r["path"].endswith("/chat/completions")]
+        return len([r for r in chat if marker in str(r["body"])])
+
+    created = client.responses.create(model="m", input=f"SLOW 100\n{LONG} {marker}", background=True)
     _wait(client, created.id, lambda r: r.status == "in_progress")
+    deadline = time.monotonic() + 10
+    while not mine() and time.monotonic() < deadline:  # the worker's model call has started
+        time.sleep(0.05)
     time.sleep(0.3)  # some chunks are in flight
     cancelled = client.responses.cancel(created.id)
     assert cancelled.status == "cancelled" and cancelled.id == created.id
-    requests_then = _upstream_quiet(upstream)
-    stats_root = upstream.root
+    requests_then = mine()
+    assert requests_then == 1
     deadline = time.monotonic() + 5
-    while httpx.get(f"{stats_root}/_stats").json()["in_flight"] and time.monotonic() < deadline:
+    while _in_flight(upstream) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert httpx.get(f"{stats_root}/_stats").json()["in_flight"] == 0, "the upstream stream was not closed"
+    assert _in_flight(upstream) == 0, "the upstream stream was not closed"
     time.sleep(1.0)  # longer than a worker step: nothing may overwrite the cancel or call the model again
     assert client.responses.retrieve(created.id).status == "cancelled"
-    assert _upstream_quiet(upstream) == requests_then
+    assert mine() == requests_then
 
 
 def test_cancel_semantics(client: openai.OpenAI):
