@@ -13,12 +13,13 @@ PYTHON_FOR_UV := $(or $(PY313),$(shell command -v python3))
 UV := $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
 VENV_PY := .venv/bin/python
 
-.PHONY: help bootstrap serve test lint template-check lambda-check bench faults fuzz build deploy delete moto format layer-requirements layer-requirements-check clean
+.PHONY: help bootstrap serve test lint template-check lambda-check bench bench-cold-starts faults fuzz build deploy delete moto format layer-requirements layer-requirements-check clean
 
 help:
 	@echo "make serve   start the local stack on http://127.0.0.1:$(PORT)/v1"
 	@echo "make test    lint, type checks, template checks and the whole test suite"
 	@echo "make bench   local stack vs the bare scripted upstream, side by side"
+	@echo "make bench-cold-starts   only the built artifact's cold starts (COLD_START_RUNS=3)"
 	@echo "make faults  the whole fault suite (chaos upstream, MCP faults, moto paused); make test runs a subset"
 	@echo "make fuzz    schemathesis + malformed bodies against the local stack (FUZZ_CASES, FUZZ_SEED)"
 	@echo "make lint    ruff + mypy;  make build / deploy   sam build (arm64) / sam deploy (GUIDED=1: --guided)"
@@ -74,6 +75,11 @@ test: lint template-check layer-requirements-check lambda-check .cache/npm/.inst
 
 bench: bootstrap
 	$(VENV_PY) -m local.bench
+
+# make bench's cold-start section alone (about a minute per run): the built artifact's init and first request
+COLD_START_RUNS ?= 3
+bench-cold-starts: bootstrap .cache/sam/.synced layer-requirements-check
+	$(VENV_PY) -m local.bench --only cold-starts --cold-start-runs $(COLD_START_RUNS) $(BENCH_ARGS)
 
 # every fault case (chaos upstream, MCP faults, moto paused, disconnects, credential scan); make test runs --quick
 faults: bootstrap

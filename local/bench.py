@@ -1113,11 +1113,11 @@ COLD_START_GOALS = {"stream": 400.0, "authorizer": 150.0}
 COLD_START_DEFAULT_GOAL = 300.0
 
 
-def cold_starts(runs: int) -> tuple[list[Row], list[str], dict[str, Any]]:
+def cold_starts(runs: int, *, without_pyc: bool = True) -> tuple[list[Row], list[str], dict[str, Any]]:
     """Every function of ``sam build``'s output started as Lambda starts it (``local.lambda_check``), ``runs`` times:
     init (spawn to ready: the handler imported by the runtime stand-in, or ``run.sh`` answering the readiness path)
     and the first request, with the layer's ``.pyc`` as deployed; the same layer without ``.pyc`` alongside, run
-    for run, as the before/after ratio."""
+    for run, as the before/after ratio (``without_pyc=False`` skips those)."""
     from local.artifact import build
     from local.lambda_check import host_arch, layer_without_pyc, measure, namespace_ready
 
@@ -1133,7 +1133,7 @@ def cold_starts(runs: int) -> tuple[list[Row], list[str], dict[str, Any]]:
         for _ in range(runs):  # interleaved, so machine drift hits both alike
             for name, found in measure(result, 1).items():
                 with_pyc.setdefault(name, []).extend(found)
-            for name, found in measure(result, 1, layer=bare).items():
+            for name, found in measure(result, 1, layer=bare).items() if without_pyc else ():
                 without.setdefault(name, []).extend(found)
     rows: list[Row] = []
     notes: list[str] = []
@@ -1288,12 +1288,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cold starts of each built function, with and without .pyc (default 3; 0 skips the build)",
     )
     parser.add_argument(
+        "--without-pyc",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also start every function from the layer without .pyc, for the ratio (default: yes)",
+    )
+    parser.add_argument(
         "--server-log",
         type=Path,
         default=Path(tempfile.gettempdir()) / "bench-servers.log",
         help="where the upstream's and the stack's own output goes (default: $TMPDIR/bench-servers.log)",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--only",
+        choices=("cold-starts",),
+        default=None,
+        help="run one section alone (cold-starts: the built artifact's cold starts, about a minute per run)",
+    )
     return parser.parse_args(argv)
 
 
@@ -1315,6 +1327,11 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     notes: list[str] = []
     raw: dict[str, Any] = {}
+    if args.only == "cold-starts":
+        cold_rows, cold_notes, raw["cold_starts"] = cold_starts(
+            max(args.cold_start_runs, 1), without_pyc=args.without_pyc
+        )
+        return report(args, facts, rows + cold_rows, notes + cold_notes, raw, time.perf_counter() - started)
     log(f"starting the scripted upstream and the local stack (their output goes to {args.server_log})")
     args.server_log.write_text("")
     with ExitStack() as servers:
@@ -1347,12 +1364,22 @@ def main(argv: list[str] | None = None) -> int:
     rows += import_rows
     notes += import_notes
     if args.cold_start_runs:
-        cold_rows, cold_notes, raw["cold_starts"] = cold_starts(args.cold_start_runs)
+        cold_rows, cold_notes, raw["cold_starts"] = cold_starts(args.cold_start_runs, without_pyc=args.without_pyc)
         rows += cold_rows
         notes += cold_notes
     notes += server_log_notes(args.server_log)
-    duration = time.perf_counter() - started
+    return report(args, facts, rows, notes, raw, time.perf_counter() - started)
 
+
+def report(
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+    rows: list[Row],
+    notes: list[str],
+    raw: dict[str, Any],
+    duration: float,
+) -> int:
+    """Print the table, the notes and the summary; write the JSON when asked."""
     checks = [g.met(r) for r in rows for g in r.goals]
     met = sum(checks)
     print()
