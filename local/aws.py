@@ -55,6 +55,7 @@ def function_environment(table: str = LOCAL_TABLE) -> dict[str, str]:
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
         # Local MCP servers live on 127.0.0.1; a deployment refuses private and loopback addresses.
         "MCP_ALLOW_PRIVATE_NETWORKS": "true",
         # Seals reasoning into encrypted_content; a deployment generates a Secrets Manager secret instead.

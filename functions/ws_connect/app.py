@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from engine.api.tenancy import tenant_from_authorizer
 from engine.errors import APIError
 from engine.observability import inject_invocation_context
-from engine.responses.websocket import connect
+from engine.responses.websocket_routes import connect
 
 
 @inject_invocation_context

@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from engine.observability import inject_invocation_context
-from engine.responses.websocket import disconnect
+from engine.responses.websocket_routes import disconnect
 
 
 @inject_invocation_context

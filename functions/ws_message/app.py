@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from engine.observability import inject_invocation_context, logger
-from engine.responses.websocket import receive
+from engine.responses.websocket_routes import receive
 
 
 @inject_invocation_context
