@@ -38,7 +38,8 @@ _MARKER = re.compile(r"\[(\d{1,3})\]")
 class FileSearchSpec(BaseModel):
     """``{"type": "file_search", "vector_store_ids": [...], "max_num_results", "filters", "ranking_options"}``."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    # Built when a request first names the tool (with engine.models.files' filters), not at cold start.
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
 
     type: str = "file_search"
     vector_store_ids: list[str] = Field(min_length=1, max_length=2)

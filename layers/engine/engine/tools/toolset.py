@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.errors import InvalidRequestError
 from engine.models.tools import HOSTED_TOOLS, McpToolParam
 from engine.models.tools import ApprovalFilter as _ApprovalFilter
 from engine.models.tools import ToolNamesFilter as _ToolNames
 from engine.observability import logger
-from engine.tools.file_search import FileSearchSpec, chat_function, parse_file_search
 from engine.tools.function import CustomTool, FunctionTool, parse_custom_tool, parse_function_tool, validate_tool
 from engine.tools.mcp import McpServerSpec, McpTool, check_destination, validate_headers
+
+if TYPE_CHECKING:
+    # file_search (and the files models it validates filters with) loads only for a request that names the tool,
+    # as the turn loop's search does: the functions of the create path do not pay for it at cold start.
+    from engine.tools.file_search import FileSearchSpec
 
 __all__ = ["HOSTED_TOOLS", "McpServerRef", "Target", "ToolSet", "build_toolset"]
 
@@ -180,6 +184,8 @@ class ToolSet:
             elif target.kind == "custom":
                 chat.append(next(c for c in self.customs if c.name == name).to_chat())
             elif target.kind == "file_search":
+                from engine.tools.file_search import chat_function
+
                 chat.append(chat_function(name))
             else:
                 assert target.server_label is not None
@@ -307,6 +313,8 @@ async def build_toolset(
         if kind == "file_search":
             if toolset.file_search is not None:
                 raise InvalidRequestError("Only one file_search tool is allowed.", param=f"tools[{index}]")
+            from engine.tools.file_search import parse_file_search
+
             toolset.file_search = parse_file_search(raw, index)
             toolset.echoed.append(toolset.file_search.model_dump(exclude_none=True))
             continue
