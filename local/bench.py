@@ -1119,7 +1119,7 @@ def cold_starts(runs: int, *, without_pyc: bool = True) -> tuple[list[Row], list
     and the first request, with the layer's ``.pyc`` as deployed; the same layer without ``.pyc`` alongside, run
     for run, as the before/after ratio (``without_pyc=False`` skips those)."""
     from local.artifact import build
-    from local.lambda_check import host_arch, layer_without_pyc, measure, namespace_ready
+    from local.lambda_check import host_arch, layer_without_pyc, measure, namespace_ready, runtime_floor
 
     section = f"cold start of the built artifact ({host_arch()}), Lambda-like env, median of {runs} (p99 col = worst)"
     log(section)
@@ -1135,9 +1135,20 @@ def cold_starts(runs: int, *, without_pyc: bool = True) -> tuple[list[Row], list
                 with_pyc.setdefault(name, []).extend(found)
             for name, found in measure(result, 1, layer=bare).items() if without_pyc else ():
                 without.setdefault(name, []).extend(found)
-    rows: list[Row] = []
+    floor = [r.init_ms for r in runtime_floor(result, max(runs, 3))]
+    rows: list[Row] = [
+        Row(
+            "ref: an empty handler (namespace, interpreter, runtime stand-in) init (ms)",
+            len(floor),
+            pct(floor, 0.5),
+            max(floor, default=float("nan")),
+            [],
+            " ms",
+            section,
+        )
+    ]
     notes: list[str] = []
-    raw: dict[str, Any] = {}
+    raw: dict[str, Any] = {"empty_handler_init_ms": floor}
     for name in sorted(with_pyc, key=lambda n: (n != "stream", n != "authorizer", n)):
         good = [r for r in with_pyc[name] if not r.problems]
         bare_runs = [r for r in without.get(name, []) if not r.problems]

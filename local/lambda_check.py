@@ -52,13 +52,23 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from local.artifact import Architecture, BuildResult, build, check_elf
 
-__all__ = ["Invocation", "LambdaFunction", "check", "functions", "host_arch", "layer_without_pyc", "main", "measure"]
+__all__ = [
+    "Invocation",
+    "LambdaFunction",
+    "check",
+    "functions",
+    "host_arch",
+    "layer_without_pyc",
+    "main",
+    "measure",
+    "runtime_floor",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DIR = ROOT / "local" / "lambda_runtime"
@@ -391,6 +401,8 @@ def invoke_buffered(fn: LambdaFunction, layer: Path, endpoint: str, event: dict[
             ready = json.loads(line.split(" ", 1)[1])
             run.import_ms = float(ready["import_ms"])
             run.init_cpu_ms = float(ready.get("cpu_ms", "nan"))
+            if ready.get("gc_enabled") is False:
+                run.problems.append("the garbage collector is still off after init (engine.coldstart.end_init)")
             ready_at = time.perf_counter()
         elif line.startswith(RESULT):
             run.first_request_ms = (time.perf_counter() - ready_at) * 1000
@@ -684,6 +696,15 @@ def measure(result: BuildResult, runs: int, *, layer: Path | None = None) -> dic
         for run in check(result, verbose=False, layer=layer):
             out.setdefault(run.function, []).append(run)
     return out
+
+
+def runtime_floor(result: BuildResult, runs: int) -> list[Invocation]:
+    """``runs`` starts of the runtime stand-in with a handler that imports nothing (``operator.is_``), in the
+    same namespace and environment as the functions: what spawn → ready costs before any of a function's own
+    imports (the namespace's mounts, the interpreter, the stand-in), for reading the init figures."""
+    fn = next(f for f in functions(result, {}, {"Architecture": result.arch}) if not f.streams)
+    empty = replace(fn, handler="operator.is_")
+    return [invoke_buffered(empty, result.layer_dir, "http://127.0.0.1:9", {})[0] for _ in range(runs)]
 
 
 @contextmanager

@@ -12,6 +12,7 @@ as on Lambda. ``RESULT`` also lists every imported module whose file lies outsid
 none (the check also hides the repository checkout from this process).
 """
 
+import gc
 import importlib
 import json
 import os
@@ -78,7 +79,9 @@ def main() -> None:
     # CPU time of the whole process so far (interpreter start included): on a loaded machine, wall time is mostly
     # waiting for a core, CPU time is the work.
     cpu_ms = time.process_time() * 1000
-    _emit(READY, {"import_ms": (imported - begun) * 1000, "startup_ms": (begun - STARTED) * 1000, "cpu_ms": cpu_ms})
+    ready = {"import_ms": (imported - begun) * 1000, "startup_ms": (begun - STARTED) * 1000, "cpu_ms": cpu_ms}
+    # The engine pauses cyclic GC during init; a handler module must have turned it back on by its end.
+    _emit(READY, {**ready, "gc_enabled": gc.isenabled()})
     event = json.loads(sys.stdin.read() or "{}")
     timeout_ms = int(sys.argv[1]) if len(sys.argv) > 1 else 3000  # the function's Timeout (the Runtime API's deadline)
     begun = time.perf_counter()

@@ -13,6 +13,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from engine.coldstart import begin_init
+
+# A Lambda function's init runs without cyclic GC until its handler is made (engine.coldstart).
+begin_init()
+
 if TYPE_CHECKING:
     from engine.api.tenancy import tenant_from_authorizer
     from engine.errors import APIError, InvalidRequestError, NotFoundError

@@ -13,6 +13,8 @@ from aws_lambda_powertools.logging.lambda_context import build_lambda_context_mo
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 from aws_lambda_powertools.utilities import jmespath_utils
 
+from engine.coldstart import end_init
+
 __all__ = ["bind_request", "inject_invocation_context", "logger", "metrics", "tracer"]
 
 
@@ -66,10 +68,13 @@ def inject_invocation_context[H: Callable[..., Any]](
 
     def decorate(fn: H) -> H:
         cold = True
+        end_init()  # the handler is made: the function's init is over (engine.coldstart)
 
         @functools.wraps(fn)
         def wrapper(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
             nonlocal cold
+            if cold:
+                end_init()
             keys: dict[str, Any] = {"cold_start": cold, **build_lambda_context_model(context).__dict__}
             cold = False
             if correlation_id_path:

@@ -20,6 +20,7 @@ from engine.api.limits import check_request_size
 from engine.api.parsing import parse_create_params
 from engine.api.tenancy import tenant_from_authorizer
 from engine.auth import bearer_token, function_url_authenticator
+from engine.coldstart import end_init
 from engine.errors import APIError, error_envelope, from_validation_errors
 from engine.limits import enforce_function_url_limits
 from engine.models.request import ResponseCreateParams
@@ -194,6 +195,7 @@ async def health(_: Request) -> Response:
 def build_app() -> Starlette:
     """The streaming function's app. It is reachable through the REST API and the function URL, which may or may
     not keep the ``/v1`` stage prefix, so both forms are routed."""
+    end_init()  # run.sh's uvicorn imports this app, then serves: init is over (engine.coldstart)
     return Starlette(
         routes=[
             Route("/v1/responses", create, methods=["POST"]),
