@@ -159,6 +159,23 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
+def serialize_dynamodb() -> None:
+    """Run moto's DynamoDB operations one at a time. moto's TransactWriteItems deep-copies the table to roll back
+    with, and a write from another request thread during that copy fails the transaction with a 500
+    ("dictionary changed size during iteration"). DynamoDB itself serializes writes to an item; no DynamoDB
+    operation calls back into this server, so the lock cannot deadlock."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    call_action = DynamoHandler.call_action
+
+    def serialized(self: DynamoHandler) -> Any:
+        with lock:
+            return call_action(self)
+
+    DynamoHandler.call_action = serialized  # type: ignore[method-assign]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -176,6 +193,7 @@ def main() -> int:
 
     moto_api_backend.set_config(dict(MOTO_CONFIG))  # what POST /moto-api/config does, before any request
     install_lambda_dispatch(template_resolver())
+    serialize_dynamodb()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = DomainDispatcherApplication(create_backend_app)
     # Build the backends the stack uses before accepting connections (~1.3 s, a second of it Step Functions' ASL

@@ -234,7 +234,12 @@ async def _run_turn(connection: Connection, body: str, sender: _Sender) -> None:
     finally:
         await events.aclose()
     if run.response.status in ("completed", "incomplete"):
-        await _cache(connection, run, previous, extends)
+        try:
+            await _cache(connection, run, previous, extends)
+        except Exception:
+            # Its terminal event is out: an error now would read as the next turn's. Uncached, a continuation of
+            # it is loaded from the table (stored) or is a truthful previous_response_not_found.
+            logger.exception("could not cache the response on its connection", extra={"response_id": run.response.id})
     else:
         await _evict(connection, previous_id)
 
@@ -248,7 +253,7 @@ async def serve_connection(connection_id: str, request: str | None = None, conne
         connection = await asyncio.to_thread(store.connection, connection_id)
     if connection is None:
         return 0
-    sender, served = _Sender(connection_id), 0
+    sender, served, failed = _Sender(connection_id), 0, False
     try:
         while not sender.gone:
             body = request if request is not None else await asyncio.to_thread(store.dequeue, connection_id)
@@ -273,9 +278,15 @@ async def serve_connection(connection_id: str, request: str | None = None, conne
             except Exception:
                 logger.exception("websocket turn failed")
                 sender.send(error_message(APIError("The server had an error processing your request.")))
+    except Exception:
+        # The queue or the record could not be read or written: say so, and free the connection rather than
+        # leave it busy (every later message would queue behind a worker that is gone, for busy_seconds).
+        logger.exception("websocket worker failed between turns")
+        sender.send(error_message(APIError("The server could not take your next message. Send it again.")))
+        failed = True
     finally:
         await sender.close()
-        if sender.gone:
+        if sender.gone or failed:
             await asyncio.to_thread(store.release, connection_id)
     return served
 

@@ -125,13 +125,23 @@ def disconnect(connection_id: str) -> None:
 
 def receive(connection_id: str, body: str | None, received_ms: int, message_id: str) -> None:
     """``$default``: answer a bad message with an error event, else start it (the connection was idle) or queue it
-    behind the response in flight. Never waits for a model."""
-    store, channel = _connections(), _channel()
+    behind the response in flight. Never waits for a model. A message that could be neither started nor queued
+    is answered with an error event (the client would otherwise wait for it forever)."""
+    channel = _channel()
     try:
         parse_create(body)
     except APIError as exc:
         channel.post(connection_id, error_message(exc))
         return
+    try:
+        _start_or_queue(connection_id, body or "", f"{received_ms:013d}#{message_id}")
+    except Exception:
+        logger.exception("could not start or queue a websocket message")
+        channel.post(connection_id, error_message(APIError("The server could not take your message. Send it again.")))
+
+
+def _start_or_queue(connection_id: str, body: str, key: str) -> None:
+    store, channel = _connections(), _channel()
     # An idle connection's message runs at once, without a trip through the queue, unless messages are waiting
     # (queued while a response ran, and not yet taken by its worker): then it queues behind them, in order.
     connection = store.acquire(connection_id)
@@ -142,8 +152,13 @@ def receive(connection_id: str, body: str | None, received_ms: int, message_id: 
             channel.close(connection_id)
             return
         if connection.pending > 0:
-            store.enqueue(connection, f"{received_ms:013d}#{message_id}", body or "")
-            _hand_over(connection, None)
+            try:
+                queued = store.enqueue(connection, key, body)
+            except Exception:
+                store.release(connection_id)  # no worker was started: the connection must not stay busy
+                raise
+            if queued:
+                _hand_over(connection, None)
         else:
             _hand_over(connection, body)
         return
@@ -151,7 +166,8 @@ def receive(connection_id: str, body: str | None, received_ms: int, message_id: 
     if busy is None:
         return  # the connection is gone
     # Ordered by API Gateway's receive time: $default invocations of one connection may overlap.
-    store.enqueue(busy, f"{received_ms:013d}#{message_id}", body or "")
+    if not store.enqueue(busy, key, body):
+        return  # gone meanwhile
     # The worker releases the connection, then looks at the queue once more; whichever of us wins the connection
     # runs what is queued.
     if (acquired := store.acquire(connection_id)) is not None:

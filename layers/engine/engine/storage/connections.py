@@ -18,6 +18,7 @@ Connections of the management API are made lazily (boto3 costs ~300 ms of cold s
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,10 +31,24 @@ from engine.storage.codec import encode_row, encode_values
 from engine.storage.items import ItemCodec
 from engine.storage.table import ConditionFailed, DynamoTable, Row
 
-__all__ = ["Connection", "ConnectionChannel", "ConnectionStore", "WorkerInvoker", "connection_from"]
+__all__ = [
+    "Connection",
+    "ConnectionChannel",
+    "ConnectionStateConflict",
+    "ConnectionStore",
+    "WorkerInvoker",
+    "connection_from",
+]
 
 _META = "META"
 _TRANSACTION_LIMIT = 100  # DynamoDB's items per TransactWriteItems
+_CONFLICT_ATTEMPTS = 8
+# cancellation reasons that say nothing about the connection, only about that moment
+_RETRYABLE_CANCELS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+class ConnectionStateConflict(Exception):
+    """The connection's state could not be written: DynamoDB kept cancelling the transaction (conflicts)."""
 
 
 def _pk(connection_id: str) -> str:
@@ -143,17 +158,26 @@ class ConnectionStore(DynamoTable):
             pass  # disconnected meanwhile: nothing left to release
 
     def _transact(self, *writes: dict[str, Any]) -> bool:
-        """One TransactWriteItems; False when a condition refused it (the connection is gone)."""
-        try:
-            self.client.transact_write_items(TransactItems=[dict(w) for w in writes])  # type: ignore[misc]
-        except self.client.exceptions.TransactionCanceledException:
-            return False
-        return True
+        """One TransactWriteItems; False when a condition refused it (the connection is gone). A transaction
+        cancelled only because another one was writing the same record at that moment (``TransactionConflict``:
+        a message queued while the worker takes one, both counting ``pending``) is tried again, with back-off;
+        DynamoDB does not retry those itself."""
+        for attempt in range(_CONFLICT_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=[dict(w) for w in writes])  # type: ignore[misc]
+                return True
+            except self.client.exceptions.TransactionCanceledException as exc:
+                codes = {str(r.get("Code")) for r in exc.response.get("CancellationReasons") or []}
+                if "ConditionalCheckFailed" in codes or not codes & _RETRYABLE_CANCELS:
+                    return False
+                time.sleep(min(0.02 * 2**attempt, 0.5) * (0.5 + random.random()))
+        raise ConnectionStateConflict("DynamoDB kept cancelling a transaction on this connection's state")
 
-    def enqueue(self, connection: Connection, key: str, body: str) -> None:
-        """Queue a message, and count it on the record in the same transaction (see ``pending``)."""
+    def enqueue(self, connection: Connection, key: str, body: str) -> bool:
+        """Queue a message, and count it on the record in the same transaction (see ``pending``); False when the
+        connection is gone."""
         row = {**self._key(connection.connection_id, f"Q#{key}"), "body": body, "expires_at": connection.expires_at}
-        self._transact(
+        return self._transact(
             {"Put": {"TableName": self.table_name, "Item": encode_row(row)}},
             {
                 "Update": {
