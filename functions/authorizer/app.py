@@ -13,15 +13,20 @@ The WebSocket API's ``$connect`` route uses this function too (same key check, s
 the route (``…/{stage}/$connect``), which the REST policy's ``/*/*`` would not match, so the policy names it.
 """
 
+from __future__ import annotations
+
 import os
 from functools import lru_cache
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from engine.auth import AuthenticationError, Authenticator, bearer_token
 from engine.observability import inject_invocation_context, logger
 from engine.settings import get_settings
+
+if TYPE_CHECKING:
+    # annotations only: the first import that runs is the engine's, so init's GC pause (engine.coldstart) covers
+    # Powertools' imports too
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @lru_cache(maxsize=1)

@@ -4,12 +4,17 @@ Input ``{"response_id", "step"}``; output ``{"response_id", "step", "done"}``. P
 retried step return the first attempt's result instead of calling the model again.
 """
 
-from typing import Any
+from __future__ import annotations
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from engine.observability import inject_invocation_context, metrics, tracer
 from engine.responses.worker import idempotency_config, run_step_once
+
+if TYPE_CHECKING:
+    # annotations only: the first import that runs is the engine's, so init's GC pause (engine.coldstart) covers
+    # Powertools' imports too
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @inject_invocation_context

@@ -1,14 +1,19 @@
 """``$connect`` of the WebSocket API (``wss://…/responses``): the API's authorizer (the REST API's function, the same
 key check and tenant) has allowed the upgrade; record the connection and its tenant for the routes that follow."""
 
-from typing import Any
+from __future__ import annotations
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from engine.api.tenancy import tenant_from_authorizer
 from engine.errors import APIError
 from engine.observability import inject_invocation_context
 from engine.responses.websocket_routes import connect
+
+if TYPE_CHECKING:
+    # annotations only: the first import that runs is the engine's, so init's GC pause (engine.coldstart) covers
+    # Powertools' imports too
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @inject_invocation_context

@@ -1,11 +1,16 @@
 """``$disconnect`` of the WebSocket API: the connection's state (its cached response, its queue) is deleted."""
 
-from typing import Any
+from __future__ import annotations
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from engine.observability import inject_invocation_context
 from engine.responses.websocket_routes import disconnect
+
+if TYPE_CHECKING:
+    # annotations only: the first import that runs is the engine's, so init's GC pause (engine.coldstart) covers
+    # Powertools' imports too
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @inject_invocation_context

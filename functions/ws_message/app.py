@@ -2,12 +2,17 @@
 checks the message (a bad one is answered with an error event) and hands it to the worker, or queues it behind
 the response in flight; events go back through the management API, never as this route's answer."""
 
-from typing import Any
+from __future__ import annotations
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from engine.observability import inject_invocation_context, logger
 from engine.responses.websocket_routes import receive
+
+if TYPE_CHECKING:
+    # annotations only: the first import that runs is the engine's, so init's GC pause (engine.coldstart) covers
+    # Powertools' imports too
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @inject_invocation_context
