@@ -6,7 +6,8 @@ x86_64 build, to run on this machine) both come through :func:`build`:
 1. ``sam build --parameter-overrides Architecture=<arch>``: the template's ``Architecture`` parameter sets every
    function's ``Architectures`` and the engine layer's ``BuildArchitecture``, so pip fetches manylinux wheels for
    that architecture (no container needed: every dependency ships wheels).
-2. :func:`finish` drops the dependencies' test suites (``*/tests``, never imported at run time), then precompiles
+2. :func:`finish` drops the dependencies' test suites (``*/tests``, never imported at run time) and botocore's
+   models of the AWS services the engine never calls (:data:`BOTOCORE_SERVICES` lists the kept ones), then precompiles
    the layer and the functions' code (``compileall``, **unchecked-hash** ``.pyc``, with the deployed paths
    ``/opt`` and ``/var/task`` as the code's file names, so tracebacks show source lines). ``/opt``
    and ``/var/task`` are read-only on Lambda: without ``.pyc`` every cold start compiles the whole engine and then
@@ -27,7 +28,8 @@ wanted machine, and any CPython extension tag must be ``cpython-313-<machine>-li
 What the runtime already provides (boto3, botocore, s3transfer, jmespath, dateutil, six, urllib3 in the python3.13
 runtime) stays in the layer: the layer is first on ``sys.path``, so the pinned versions the tests ran are the ones
 that run; dropping them would save ~33 MB unzipped but no init time (the same modules are imported either way),
-and would leave the AWS SDK version to whatever the runtime ships that week.
+and would leave the AWS SDK version to whatever the runtime ships that week. Only botocore's models of services
+no function calls go (~26 MB unzipped and zipped: they are gzipped JSON), which changes nothing at run time.
 
 CLI: ``python -m local.artifact build [--arch arm64] [--build-dir DIR]``, ``python -m local.artifact elf-check``.
 """
@@ -50,13 +52,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["Architecture", "BuildResult", "build", "check_elf", "finish", "layer_size"]
+__all__ = ["BOTOCORE_SERVICES", "Architecture", "BuildResult", "build", "check_elf", "finish", "layer_size"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAM = ROOT / ".cache" / "sam" / "bin" / "sam"
 LAYER = "EngineLayer"
 DEPLOY_BUILD_DIR = ROOT / ".aws-sam" / "build"
 PYTHON_TAG = "cpython-313"
+# botocore ships the models of ~440 services (28 MB); the layer keeps those the engine makes clients for
+# (engine.storage, engine.retrieval, engine.providers.bedrock, Powertools Parameters and Idempotency, the key CLI),
+# and the SDK's own credential services. tests/unit/test_artifact.py fails on a client of a service not listed.
+BOTOCORE_SERVICES = frozenset(
+    {
+        "apigateway",
+        "apigatewaymanagementapi",
+        "bedrock-runtime",
+        "dynamodb",
+        "lambda",
+        "s3",
+        "s3vectors",
+        "secretsmanager",
+        "ssm",
+        "stepfunctions",
+        "sso",
+        "sso-oidc",
+        "sts",
+    }
+)
 
 Architecture = Literal["arm64", "x86_64"]
 # ELF e_machine values (the ELF specification's EM_* constants) and the machine name in extension file names.
@@ -163,6 +185,11 @@ def finish(build_dir: Path) -> tuple[int, int, int]:
     for tests in sorted((build_dir / LAYER / "python").glob("*/**/tests")):
         if tests.is_dir() and tests.relative_to(build_dir / LAYER / "python").parts[0] != "engine":
             shutil.rmtree(tests, ignore_errors=True)
+    # The models of AWS services the engine never calls (botocore loads a model only when a client is made).
+    models = build_dir / LAYER / "python" / "botocore" / "data"
+    for service in sorted(models.iterdir()) if models.is_dir() else []:
+        if service.is_dir() and service.name not in BOTOCORE_SERVICES:
+            shutil.rmtree(service)
     compiled = 0
     targets = [(build_dir / LAYER, "/opt")]
     targets += [(d, "/var/task") for d in sorted(build_dir.iterdir()) if d.is_dir() and d.name != LAYER]

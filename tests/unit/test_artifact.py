@@ -3,6 +3,7 @@ the Lambda-faithful check resolves, and run.sh as Lambda Web Adapter starts it (
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from local.artifact import _read_elf, check_elf, default_build_dir, strip
+from local.artifact import BOTOCORE_SERVICES, _read_elf, check_elf, default_build_dir, strip
 from local.lambda_check import LambdaFunction, _resolve, namespace_ready, start_stream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +94,19 @@ def test_run_sh_without_the_layer_on_pythonpath_cannot_start(tmp_path: Path):
     with pytest.raises(RuntimeError, match="No module named uvicorn"):
         stream.wait_ready(timeout=60)
     stream.stop()
+
+
+def test_the_layer_keeps_the_model_of_every_aws_service_the_engine_calls():
+    """The build drops botocore's models of other services, so a client of a service missing from the list would
+    fail on Lambda only (UnknownServiceError): every ``client("<service>")`` in the engine must be listed."""
+    import botocore
+
+    called = set()
+    for path in (ROOT / "layers" / "engine" / "engine").rglob("*.py"):
+        called |= set(re.findall(r"""client\(\s*["']([a-z0-9-]+)["']""", path.read_text()))
+    # Powertools utilities the engine uses make their own clients: Parameters (get_secret) and Idempotency
+    called |= {"secretsmanager", "dynamodb"}
+    assert {"dynamodb", "s3", "stepfunctions", "bedrock-runtime"} <= called  # the scan found the clients
+    assert called <= BOTOCORE_SERVICES, f"not kept in the layer: {sorted(called - BOTOCORE_SERVICES)}"
+    models = Path(botocore.__file__).parent / "data"
+    assert {p.name for p in models.iterdir() if p.is_dir()} >= BOTOCORE_SERVICES  # no misspelt service
