@@ -48,9 +48,9 @@ def _policy(principal: str, effect: str, resource: str | list[str], **extra: Any
 def _all_routes(method_arn: str) -> str:
     """Every route of the stage the request came through: ``arn:…:{api_id}/{stage}/*/*`` from the method ARN
     ``arn:{partition}:execute-api:{region}:{account}:{api_id}/{stage}/{method}/{path}``."""
-    prefix, _, route = method_arn.rpartition(":")
+    *prefix, route = method_arn.split(":", 5)  # the path may hold a colon too
     api_id, stage = route.split("/")[:2]
-    return f"{prefix}:{api_id}/{stage}/*/*"
+    return f"{':'.join(prefix)}:{api_id}/{stage}/*/*"
 
 
 @inject_invocation_context

@@ -149,6 +149,9 @@ def test_authorizer_takes_its_sample_event(aws: None, monkeypatch: pytest.Monkey
         "context": {"tenant": "team-a", "key_id": hash_key(key)[:12]},
         "usageIdentifierKey": "usage-shared-key-0123456789",
     }
+    # a path with a colon in it (the policy is written by hand, not by Powertools' ARN parser)
+    colon = {**event, "methodArn": event["methodArn"].rsplit("/", 1)[0] + "/resp_1:cancel"}
+    assert _invoke("authorizer", colon)["policyDocument"] == allowed["policyDocument"]
 
     def denied(evt: dict[str, Any]) -> bool:
         result = _invoke("authorizer", evt)
