@@ -1,8 +1,10 @@
 """The Responses API engine (the Lambda layer): everything the handlers call.
 
-Handlers import from here; the modules below are split by concern — ``models`` (API shapes), ``conversation``
-(input → messages), ``providers`` (the model), ``tools``, ``streaming`` (events), ``storage`` (DynamoDB),
-``errors``, and ``service`` (the logic each endpoint runs).
+Handlers import from here; the packages below are split by concern — ``api`` (the HTTP edges: the buffered
+resolver helper and the streaming app), ``responses`` (what each endpoint does: create, the turn loop, input →
+messages, stored responses, background runs, compaction, WebSocket mode), ``providers`` (the model), ``tools``,
+``streaming`` (events), ``retrieval`` (file_search), ``storage`` (every AWS call), ``models`` (API shapes), and
+``errors``.
 
 Names load on first use (PEP 562): a handler that needs one function, such as the authorizer, does not pay
 for the pydantic models the others need.
