@@ -176,6 +176,65 @@ def serialize_dynamodb() -> None:
     DynamoHandler.call_action = serialized  # type: ignore[method-assign]
 
 
+def cheap_transaction_rollback() -> Callable[[], None]:
+    """Make moto's TransactWriteItems keep, for its rollback, only the items the transaction touches. moto deep-copies
+    every table a transaction names, once per item of the transaction, so each transaction cost grows with the
+    table: after a few thousand stored responses a WebSocket turn (three small transactions) took ~700 ms here.
+    Call only with :func:`serialize_dynamodb` in force (nothing else writes during a transaction). Returns the undo."""
+    import copy
+
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    original = models.DynamoDBBackend.transact_write_items
+
+    class _TablesNotCopied:
+        """``copy`` as moto's transact_write_items sees it: a table is its own backup (restored item by item)."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved: list[tuple[Table, DynamoType, DynamoType | None, Any]] = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            attrs = (op.get("Item") or op.get("Key") or {}) if table is not None else {}
+            if table is None or table.hash_key_attr not in attrs:
+                continue
+            hash_value = DynamoType(attrs[table.hash_key_attr])
+            range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr in attrs else None
+            if table.range_key_attr and range_value is None:
+                continue  # moto refuses it before writing anything
+            saved.append((table, hash_value, range_value, copy.deepcopy(table.get_item(hash_value, range_value))))
+        models.copy = _TablesNotCopied  # type: ignore[assignment]
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, item in reversed(saved):
+                if range_value is None:
+                    if item is None:
+                        table.items.pop(hash_value, None)
+                    else:
+                        table.items[hash_value] = item
+                elif item is None:
+                    table.items[hash_value].pop(range_value, None)
+                else:
+                    table.items[hash_value][range_value] = item
+            raise
+        finally:
+            models.copy = copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+    def undo() -> None:
+        models.DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
+
+    return undo
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -194,6 +253,7 @@ def main() -> int:
     moto_api_backend.set_config(dict(MOTO_CONFIG))  # what POST /moto-api/config does, before any request
     install_lambda_dispatch(template_resolver())
     serialize_dynamodb()
+    cheap_transaction_rollback()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = DomainDispatcherApplication(create_backend_app)
     # Build the backends the stack uses before accepting connections (~1.3 s, a second of it Step Functions' ASL
