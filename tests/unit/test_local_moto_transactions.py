@@ -40,11 +40,12 @@ def test_a_cancelled_transaction_leaves_what_it_touched_as_it_was(ddb: Any):
     ddb.transact_write_items(TransactItems=[_put("A", "META", n=1), _put("A", "ITEM#1", n=10)])
     assert (_count(ddb, "A", "META"), _count(ddb, "A", "ITEM#1")) == (1, 10)
     ddb.put_item(TableName=TABLE, Item={"pk": {"S": "B"}, "sk": {"S": "META"}, "n": {"N": "5"}})
+    one = {":one": {"N": "1"}}
     bump = {"Update": {"TableName": TABLE, "Key": {"pk": {"S": "A"}, "sk": {"S": "META"}},
-                       "UpdateExpression": "ADD n :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}}  # fmt: skip
+                       "UpdateExpression": "ADD n :one", "ExpressionAttributeValues": one}}  # fmt: skip
     refused = {"Update": {"TableName": TABLE, "Key": {"pk": {"S": "A"}, "sk": {"S": "GONE"}},
                           "UpdateExpression": "SET n = :one", "ConditionExpression": "attribute_exists(pk)",
-                          "ExpressionAttributeValues": {":one": {"N": "1"}}}}  # fmt: skip
+                          "ExpressionAttributeValues": one}}  # fmt: skip
     with pytest.raises(ddb.exceptions.TransactionCanceledException):
         # a new item, an update and a replaced item, then a refused condition: none of it may stay
         ddb.transact_write_items(TransactItems=[_put("A", "ITEM#2", n=20), bump, _put("A", "ITEM#1", n=99), refused])
