@@ -43,7 +43,7 @@ import httpx
 
 from local.chaos_upstream import serve_chaos
 from local.mcp_servers import mcp_server
-from local.stack import running_stack
+from local.stack import running_stack, stack_table
 
 __all__ = ["PROBLEMS", "Outcome", "main", "run_suite"]
 
@@ -282,17 +282,8 @@ class Suite:
 
     def plaintext_rows(self) -> int:
         """Rows of the table holding an MCP credential the runs used, in plaintext."""
-        health = httpx.get(self.base.removesuffix("/v1") + "/_local/health").json()
-        import boto3
-
-        ddb = boto3.client(
-            "dynamodb",
-            endpoint_url=health["aws_endpoint_url"],
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        kwargs: dict[str, Any] = {"TableName": health["table_name"]}
+        ddb, table = stack_table(self.base)
+        kwargs: dict[str, Any] = {"TableName": table}
         found = 0
         while True:
             page = ddb.scan(**kwargs)

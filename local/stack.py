@@ -10,11 +10,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def stack_table(base_url: str) -> tuple[Any, str]:
+    """A DynamoDB client of a running local stack's moto and the stack's table name (from its health endpoint), for
+    checks behind the API: what is at rest, backdating a row."""
+    import boto3
+
+    health = httpx.get(base_url.removesuffix("/v1") + "/_local/health").json()
+    client = boto3.client("dynamodb", endpoint_url=health["aws_endpoint_url"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    return client, str(health["table_name"])
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -68,17 +69,15 @@ def http(stack: str) -> Iterator[httpx.Client]:
 
 
 @contextmanager
-def moto_table(
+def moto_aws(
     monkeypatch: pytest.MonkeyPatch,
-    table: str,
     *,
     env: dict[str, str] | None = None,
     unset: tuple[str, ...] = (),
-    caches: tuple[Callable[..., Any], ...] = (),
+    config: Any = None,
 ) -> Iterator[None]:
-    """moto in process with ``table`` created from template.yaml's definition, test credentials, ``env`` set,
-    ``unset`` and any endpoint override removed; the engine's cached factories in ``caches`` are cleared on the
-    way in and out (so none keeps a client of another test)."""
+    """moto in process (``config``: moto's, e.g. to run state machines), test credentials, ``env`` set, ``unset``
+    and any endpoint override removed."""
     from moto import mock_aws
 
     for key, value in {
@@ -90,10 +89,38 @@ def moto_table(
         monkeypatch.setenv(key, value)
     for key in ("AWS_ENDPOINT_URL", *unset):
         monkeypatch.delenv(key, raising=False)
-    with mock_aws():
+    with mock_aws(config=config):
+        yield
+
+
+@contextmanager
+def moto_table(
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
+    *,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    caches: tuple[Callable[..., Any], ...] = (),
+) -> Iterator[None]:
+    """:func:`moto_aws` with ``table`` created from template.yaml's definition; the engine's cached factories in
+    ``caches`` are cleared on the way in and out (so none keeps a client of another test)."""
+    with moto_aws(monkeypatch, env=env, unset=unset):
         create_table(load_template().table_properties, table)
         for cached in caches:
             cached.cache_clear()  # type: ignore[attr-defined]
         yield
     for cached in caches:
         cached.cache_clear()  # type: ignore[attr-defined]
+
+
+def wait_for_response(
+    client: openai.OpenAI, response_id: str, until: Callable[[Any], bool], timeout: float = 30
+) -> Any:
+    """Retrieve ``response_id`` every 50 ms until ``until(response)`` holds; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.responses.retrieve(response_id)
+        if until(response):
+            return response
+        assert time.monotonic() < deadline, f"{response_id} still {response.status} after {timeout} s"
+        time.sleep(0.05)

@@ -21,6 +21,7 @@ import pytest
 
 from engine.auth import INVALID_KEY_MESSAGE, MISSING_KEY_MESSAGE
 from local.stack import running_stack
+from tests.conftest import wait_for_response
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_A = "sk-e2e-team-a-000000000000000000000000000000000001"
@@ -112,16 +113,6 @@ def auth_stack(upstream_url: str) -> Iterator[Stack]:
         "BACKGROUND_STEP_SECONDS": "0.05",
     }
     yield from _start(upstream_url, env)
-
-
-def _wait(client: openai.OpenAI, response_id: str, until: Callable[[Any], bool], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.responses.retrieve(response_id)
-        if until(response):
-            return response
-        assert time.monotonic() < deadline, f"{response_id} still {response.status}"
-        time.sleep(0.05)
 
 
 ROUTES = [
@@ -234,7 +225,7 @@ def test_tenants_cannot_see_each_others_responses(auth_stack: Stack):
 def test_tenants_cannot_cancel_or_follow_each_others_background_runs(auth_stack: Stack):
     a, b = auth_stack.client(KEY_A), auth_stack.client(KEY_B)
     created = a.responses.create(model="m", input=SLOW, background=True)
-    _wait(a, created.id, lambda r: r.status == "in_progress")
+    wait_for_response(a, created.id, lambda r: r.status == "in_progress")
     _not_found(lambda: b.responses.cancel(created.id), created.id)
     with auth_stack.http(KEY_B) as http:
         resumed = http.get(f"/responses/{created.id}", params={"stream": "true", "starting_after": "0"})
@@ -248,7 +239,7 @@ def test_an_expired_response_is_gone_everywhere(auth_stack: Stack):
     first = a.responses.create(model="m", input="REPLY old")
     second = a.responses.create(model="m", input="REPLY newer", previous_response_id=first.id)
     background = a.responses.create(model="m", input="REPLY ran in the background", background=True)
-    _wait(a, background.id, lambda r: r.status in TERMINAL)
+    wait_for_response(a, background.id, lambda r: r.status in TERMINAL)
     auth_stack.expire(first.id)
     auth_stack.expire(background.id)
     for rid in (first.id, background.id):
@@ -274,7 +265,7 @@ def test_delete_leaves_nothing_behind(auth_stack: Stack):
     ]
     foreground = a.responses.create(model="m", input=inputs)
     background = a.responses.create(model="m", input="REPLY in the background", background=True)
-    _wait(a, background.id, lambda r: r.status in TERMINAL)
+    wait_for_response(a, background.id, lambda r: r.status in TERMINAL)
     names = {"META", "IN", "OUT", "EVT", "JOB"}
     kinds = {
         rid: {part for i in auth_stack.items(rid) for part in i["sk"]["S"].split("#") if part in names}

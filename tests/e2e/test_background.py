@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,25 +13,14 @@ import pytest
 
 from local.mcp_servers import mcp_server
 from local.sse import frames
-from tests.conftest import UpstreamLog
+from tests.conftest import UpstreamLog, wait_for_response
 
 TERMINAL = {"completed", "failed", "incomplete", "cancelled"}
 LONG = "REPLY " + " ".join(f"w{n}" for n in range(40))
 
 
-def _wait(client: openai.OpenAI, response_id: str, until: Callable[[Any], bool], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.responses.retrieve(response_id)
-        if until(response):
-            return response
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{response_id} still {response.status} after {timeout} s")
-        time.sleep(0.05)
-
-
 def _done(client: openai.OpenAI, response_id: str) -> Any:
-    return _wait(client, response_id, lambda r: r.status in TERMINAL)
+    return wait_for_response(client, response_id, lambda r: r.status in TERMINAL)
 
 
 def test_background_is_queued_then_completes(client: openai.OpenAI):
@@ -76,7 +64,7 @@ def test_cancel_while_streaming_slowly_stops_the_upstream(client: openai.OpenAI,
         return len([r for r in chat if marker in str(r["body"])])
 
     created = client.responses.create(model="m", input=f"SLOW 100\n{LONG} {marker}", background=True)
-    _wait(client, created.id, lambda r: r.status == "in_progress")
+    wait_for_response(client, created.id, lambda r: r.status == "in_progress")
     deadline = time.monotonic() + 10
     while not mine() and time.monotonic() < deadline:  # the worker's model call has started
         time.sleep(0.05)

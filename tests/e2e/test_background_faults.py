@@ -4,45 +4,22 @@ credentials at rest during or after a run, and no job row left on any terminal p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
-import boto3
 import httpx
 import openai
 
 from local.mcp_servers import mcp_server
-from tests.conftest import UpstreamLog
+from local.stack import stack_table
+from tests.conftest import UpstreamLog, wait_for_response
 
 TERMINAL = {"completed", "failed", "incomplete", "cancelled"}
 SECRET_TOKEN = "tok-7f3a9c-never-at-rest"
 SECRET_HEADER = "hdr-51b2e8-never-at-rest"
 
 
-def _wait(client: openai.OpenAI, response_id: str, until: Callable[[Any], bool], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.responses.retrieve(response_id)
-        if until(response):
-            return response
-        assert time.monotonic() < deadline, f"{response_id} still {response.status} after {timeout} s"
-        time.sleep(0.05)
-
-
-def _table(stack: str) -> tuple[Any, str]:
-    health = httpx.get(stack.removesuffix("/v1") + "/_local/health").json()
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=health["aws_endpoint_url"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return client, str(health["table_name"])
-
-
 def _scan(stack: str) -> list[dict[str, Any]]:
-    ddb, table = _table(stack)
+    ddb, table = stack_table(stack)
     rows: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"TableName": table}
     while True:
@@ -84,7 +61,7 @@ def test_a_retryable_upstream_error_retries_the_step_then_fails_with_the_upstrea
     client: openai.OpenAI, upstream: UpstreamLog, stack: str
 ):
     created = client.responses.create(model="m", input="FAIL 503", background=True)
-    final = _wait(client, created.id, lambda r: r.status in TERMINAL, timeout=60)
+    final = wait_for_response(client, created.id, lambda r: r.status in TERMINAL, timeout=60)
     assert final.status == "failed" and final.error is not None and final.error.code == "server_error"
     assert "HTTP 503" in final.error.message
     chat = [r for r in upstream.requests() if r["path"].endswith("/chat/completions")]
@@ -94,7 +71,7 @@ def test_a_retryable_upstream_error_retries_the_step_then_fails_with_the_upstrea
 
 def test_a_client_error_is_not_retried(client: openai.OpenAI, upstream: UpstreamLog):
     created = client.responses.create(model="m", input="FAIL 400", background=True)
-    final = _wait(client, created.id, lambda r: r.status in TERMINAL)
+    final = wait_for_response(client, created.id, lambda r: r.status in TERMINAL)
     assert final.status == "failed" and final.error is not None and final.error.code == "invalid_prompt"
     assert final.model_dump()["error"]["type"] == "invalid_request_error"
     assert len([r for r in upstream.requests() if r["path"].endswith("/chat/completions")]) == 1

@@ -10,12 +10,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
-import httpx
 import openai
 import pytest
 
-from local.stack import running_stack
+from local.stack import running_stack, stack_table
 from tests.e2e.test_vector_stores import POLICY, SHIPPING, make_pdf, upload, wait_files
 
 SEARCH = 'CALL file_search {"queries": ["refund receipt thirty days"]}'
@@ -152,20 +150,13 @@ def test_expired_store_is_gone_from_search(client: openai.OpenAI, stack: str) ->
     wait_files(client, store.id)
     assert client.vector_stores.search(store.id, query="launch code").data
     # When the store was last active two days ago (moved back in the stack's own table)
-    health = httpx.get(stack.removesuffix("/v1") + "/_local/health").json()
-    ddb = boto3.client(
-        "dynamodb",
-        endpoint_url=health["aws_endpoint_url"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ddb, table = stack_table(stack)
     key = {"pk": {"S": f"VS#{store.id}"}, "sk": {"S": "META"}}
-    row = ddb.get_item(TableName=health["table_name"], Key=key)["Item"]
+    row = ddb.get_item(TableName=table, Key=key)["Item"]
     doc_json = json.loads(row["doc"]["S"])
     doc_json["last_active_at"] -= 2 * 86_400
     ddb.update_item(
-        TableName=health["table_name"],
+        TableName=table,
         Key=key,
         UpdateExpression="SET doc = :d",
         ExpressionAttributeValues={":d": {"S": json.dumps(doc_json)}},

@@ -14,6 +14,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
+from local.stack import stack_table
 from tests.conftest import UpstreamLog
 
 TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
@@ -181,19 +182,10 @@ def test_upgrade_on_a_path_without_websockets_is_a_clean_404(stack: str):
 
 
 def test_connection_state_is_deleted_on_disconnect(client: openai.OpenAI, stack: str):
-    health = httpx.get(stack.removesuffix("/v1") + "/_local/health").json()
-    import boto3
-
-    ddb = boto3.client(
-        "dynamodb",
-        endpoint_url=health["aws_endpoint_url"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ddb, table = stack_table(stack)
 
     def rows() -> list[dict[str, Any]]:
-        pages = ddb.get_paginator("scan").paginate(TableName=health["table_name"])
+        pages = ddb.get_paginator("scan").paginate(TableName=table)
         return [r for page in pages for r in page["Items"] if r["pk"]["S"].startswith("CONN#")]
 
     before = {r["pk"]["S"] for r in rows()}

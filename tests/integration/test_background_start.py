@@ -8,10 +8,8 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from local.aws import create_table
-from local.template import load_template
+from tests.conftest import moto_table
 
 TABLE = "responses-start-test"
 
@@ -19,30 +17,20 @@ TABLE = "responses-start-test"
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto in process with the table but no state machine: StartExecution fails."""
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
+    from engine import storage
+    from engine.providers import get_provider
+    from engine.settings import get_settings
+
+    env = {
         "TABLE_NAME": TABLE,
         "UPSTREAM_BASE_URL": "",
         "REASONING_KEY": "test-key",
         "MCP_ALLOW_PRIVATE_NETWORKS": "true",
         "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:NotThere",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    from engine import storage
-    from engine.providers import get_provider
-    from engine.settings import get_settings
-
-    caches = [get_settings, get_provider, storage.get_store, storage.get_executions]
-    with mock_aws():
-        create_table(load_template().table_properties, TABLE)
-        for cached in caches:
-            cached.cache_clear()
+    }
+    caches = (get_settings, get_provider, storage.get_store, storage.get_executions)
+    with moto_table(monkeypatch, TABLE, env=env, caches=caches):
         yield
-    for cached in caches:
-        cached.cache_clear()
 
 
 def test_a_run_that_cannot_start_is_stored_failed_without_its_job(aws: None):

@@ -18,11 +18,11 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from local.aws import create_state_machines, create_table
 from local.moto_server import MOTO_CONFIG, RuntimeFailure, install_lambda_dispatch, template_resolver
 from local.template import load_template
+from tests.conftest import moto_aws
 
 TABLE = "responses-sfn-test"
 WORKER = "WorkerFunction"
@@ -71,15 +71,8 @@ class Harness:
 
 @pytest.fixture
 def harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     template = load_template()
-    with mock_aws(config=MOTO_CONFIG):
+    with moto_aws(monkeypatch, config=MOTO_CONFIG):
         h = Harness(sfn=None, table=None, machine_arn="")
 
         def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:

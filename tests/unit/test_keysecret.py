@@ -7,23 +7,16 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from engine.keysecret import key_from_secret
 from engine.providers.chat_completions import ChatCompletionsProvider
 from engine.settings import Settings
+from tests.conftest import moto_aws
 
 
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
+    with moto_aws(monkeypatch):
         yield boto3.client("secretsmanager", region_name="us-east-1")
 
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from engine.errors import InvalidRequestError
 from engine.models.files import ComparisonFilter, CompoundFilter, HybridSearch, RankingOptions
@@ -18,6 +17,7 @@ from engine.retrieval.parsing import UnsupportedFile, extract_text
 from engine.retrieval.search import build_index, hybrid_search, matches
 from engine.storage.vectors import S3VectorsStore, Segment
 from engine.tools.file_search import citations, queries_of, result_text
+from tests.conftest import moto_aws
 
 
 def test_chunks_are_windows_with_overlap() -> None:
@@ -129,14 +129,7 @@ def test_parsing_of_each_type() -> None:
 
 @pytest.fixture
 def s3vectors(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
+    with moto_aws(monkeypatch):
         client = boto3.client("s3vectors", region_name="us-east-1")
         client.create_vector_bucket(vectorBucketName="vectors-test")
         client.create_index(

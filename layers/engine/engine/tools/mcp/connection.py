@@ -41,30 +41,6 @@ _CLOSE_GRACE = 2.0
 _MAX_PAGES = 100
 
 
-def open_connection(
-    spec: McpServerSpec,
-    *,
-    allow_private: bool = False,
-    connect_timeout: float = 10.0,
-    call_timeout: float = 60.0,
-    list_timeout: float = 30.0,
-    max_output_bytes: int = 100_000,
-    max_tools: int = 256,
-    max_response_bytes: int = 4_000_000,
-) -> McpConnection:
-    """A not-yet-open connection to ``spec``'s server; use it as ``async with open_connection(spec) as c:``."""
-    return McpConnection(
-        spec,
-        allow_private=allow_private,
-        connect_timeout=connect_timeout,
-        call_timeout=call_timeout,
-        list_timeout=list_timeout,
-        max_output_bytes=max_output_bytes,
-        max_tools=max_tools,
-        max_response_bytes=max_response_bytes,
-    )
-
-
 @dataclass(slots=True, eq=False)
 class _Request:
     kind: Literal["list", "call"]
@@ -406,3 +382,7 @@ class McpConnection:
             return McpCallResult(None, {"type": "mcp_protocol_error", "code": INTERNAL_ERROR, "message": message})
         finally:
             request_statuses.reset(token)
+
+
+# The name callers use: ``async with open_connection(spec, ...) as connection:`` (the class takes the same keywords).
+open_connection = McpConnection
