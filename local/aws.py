@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from .processes import stop
 from .template import StackTemplate
 
 __all__ = [
@@ -100,11 +101,7 @@ class MotoProcess:
                 time.sleep(0.02)
 
     def stop(self) -> None:
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+        stop(self._proc)
 
 
 def start_moto(port: int | None = None, environment: dict[str, str] | None = None, *, wait: bool = True) -> MotoProcess:

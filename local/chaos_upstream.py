@@ -21,6 +21,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from local.processes import stop
+
 __all__ = ["CASES", "main", "serve_chaos"]
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -284,12 +286,7 @@ def serve_chaos() -> Iterator[str]:
             time.sleep(0.05)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from local.artifact import Architecture, BuildResult, build, check_elf
+from local.processes import stop
 
 __all__ = [
     "Invocation",
@@ -471,13 +472,7 @@ class StreamProcess:
             time.sleep(0.005)
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         assert self.proc.stdout is not None
         return self.proc.stdout.read()
 

@@ -30,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Literal
 
+from local.processes import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 EVERYTHING_PACKAGE = ".cache/npm/node_modules/@modelcontextprotocol/server-everything"
 EVERYTHING_JS = ROOT / EVERYTHING_PACKAGE / "dist" / "index.js"
@@ -86,12 +88,7 @@ def _child(args: list[str], port: int, what: str, env: dict[str, str] | None = N
                     time.sleep(0.02)
             yield
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, timeout=5)
 
 
 @contextmanager

@@ -14,6 +14,8 @@ from typing import IO, Any
 
 import httpx
 
+from local.processes import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -75,9 +77,4 @@ def running_stack(
             time.sleep(0.1)
         yield f"{base}/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
